@@ -1,0 +1,292 @@
+"""The layered control problem of the paper's §4.4 (eqs. 47–52).
+
+Nodes k = 0..N with widths n_k, layer maps x_{k+1} = f_k(x_k; θ_k), objective
+J(θ) = ℓ(x_N) + Σ_{k<N} R_k(x_k, θ_k). A problem supplies the maps, their Jacobian–vector
+products, the costs and their gradients, and a Hessian–vector product of ℓ. Every method works
+on all layers at once (arrays with the layer index on axis 1, batch on axis 0), which is what the
+NumPy twin of the τ-step needs; a problem of a family with compiled kernels also gives
+:meth:`kernel_data`.
+
+Shapes (constant width n, parameter size m per layer, batch B):
+``x`` is ``(B, N + 1, n)``, ``lam`` likewise, ``theta`` is ``(N, m)``, ``x_in`` is ``(B, n)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .grid import Layout
+
+
+class LayeredProblem:
+    """Base class: subclasses implement the vectorized layer methods below.
+
+    Attributes
+    ----------
+    name : str
+        Registry name, e.g. ``"lqr"``.
+    layout : Layout
+        Node widths and batch size.
+    dt, T : float
+        Depth step and horizon (``T = N dt``).
+    x_in : array (B, n_0)
+        Input state (the flow prescribed at t = 0).
+    theta0 : array (N, m)
+        Initial parameters.
+    family : str or None
+        Name of the compiled-kernel family that can run this problem, if any.
+    """
+
+    name = "problem"
+    family: str | None = None
+
+    def __init__(self, layout: Layout, dt: float, x_in, theta0):
+        self.layout = layout
+        self.dt = float(dt)
+        self.T = self.dt * layout.N
+        x_in = np.asarray(x_in, dtype=float)
+        if x_in.ndim == 1:
+            x_in = np.broadcast_to(x_in, (layout.batch, x_in.size)).copy()
+        if x_in.shape != (layout.batch, int(layout.widths[0])):
+            raise ValueError(f"x0 must have shape ({int(layout.widths[0])},) or "
+                             f"({layout.batch}, {int(layout.widths[0])}), got {x_in.shape}")
+        if not np.all(np.isfinite(x_in)):
+            raise ValueError("x0 must be finite")
+        self.x_in = x_in
+        theta0 = np.asarray(theta0, dtype=float)
+        if theta0.ndim != 2 or theta0.shape[0] != layout.N:
+            raise ValueError(f"theta0 must have shape (N={layout.N}, m), got {theta0.shape}")
+        self.theta0 = theta0.copy()
+
+    # -- sizes ------------------------------------------------------------------------------
+    @property
+    def N(self) -> int:
+        return self.layout.N
+
+    @property
+    def n(self) -> int:
+        """Width of the nodes (constant-width problems)."""
+        if not self.layout.uniform:
+            raise ValueError("this problem has varying widths; use layout.widths")
+        return int(self.layout.widths[0])
+
+    @property
+    def m(self) -> int:
+        """Parameter size per layer."""
+        return int(self.theta0.shape[1])
+
+    @property
+    def batch(self) -> int:
+        return self.layout.batch
+
+    def config(self) -> dict:
+        """JSON-serializable description of the problem (its parameters)."""
+        return {"name": self.name, "N": self.N, "T": self.T}
+
+    # -- the interface (vectorized over layers) ---------------------------------------------
+    def layer_maps(self, x, theta):
+        """f_k(x_k; θ_k) for k = 0..N−1: ``x`` (B, N, n) → (B, N, n_{k+1})."""
+        raise NotImplementedError
+
+    def jvp(self, x, theta, v):
+        """J_k v_k with J_k = ∂f_k/∂x_k: ``v`` (B, N, n_k) → (B, N, n_{k+1})."""
+        raise NotImplementedError
+
+    def vjp_x(self, x, theta, w):
+        """J_kᵀ w_k: ``w`` (B, N, n_{k+1}) → (B, N, n_k)."""
+        raise NotImplementedError
+
+    def vjp_theta(self, x, theta, w):
+        """(∇_θ f_k)ᵀ w_k summed over the batch: → (N, m)."""
+        raise NotImplementedError
+
+    def running_cost(self, x, theta) -> float:
+        """Σ_k R_k(x_k, θ_k) over k < N (and the batch)."""
+        raise NotImplementedError
+
+    def running_grad_x(self, x, theta):
+        """∇_x R_k(x_k, θ_k): (B, N, n)."""
+        raise NotImplementedError
+
+    def running_grad_theta(self, x, theta):
+        """∇_θ R_k(x_k, θ_k) summed over the batch: (N, m)."""
+        raise NotImplementedError
+
+    def terminal_cost(self, xN) -> float:
+        """ℓ(x_N) summed over the batch; ``xN`` is (B, n_N)."""
+        raise NotImplementedError
+
+    def terminal_grad(self, xN):
+        """∇ℓ(x_N): (B, n_N)."""
+        raise NotImplementedError
+
+    def terminal_hvp(self, xN, v):
+        """∇²ℓ(x_N) v: (B, n_N)."""
+        raise NotImplementedError
+
+    def kernel_data(self):
+        """Arrays for the compiled kernels of :attr:`family`."""
+        raise NotImplementedError(f"problem {self.name!r} has no compiled kernel family")
+
+    # -- derived, exact discrete PMP quantities ---------------------------------------------
+    def forward(self, theta):
+        """States x_k of the forward pass (eq. 47): (B, N + 1, n)."""
+        theta = np.asarray(theta, dtype=float)
+        x = np.zeros((self.batch, self.N + 1, self.n))
+        x[:, 0] = self.x_in
+        for k in range(self.N):
+            # one layer at a time: evaluate the vectorized map on a window of one layer
+            x[:, k + 1] = self._one_layer_map(k, x[:, k], theta)
+        return x
+
+    def adjoint(self, x, theta):
+        """Costates of the adjoint recursion (eqs. 50–51): (B, N + 1, n)."""
+        lam = np.zeros_like(x)
+        lam[:, self.N] = self.terminal_grad(x[:, self.N])
+        gx = self.running_grad_x(x[:, :-1], theta)
+        for k in range(self.N - 1, -1, -1):
+            lam[:, k] = self._one_layer_vjp(k, x[:, k], theta, lam[:, k + 1]) + gx[:, k]
+        return lam
+
+    def objective(self, theta) -> float:
+        """J(θ) = ℓ(x_N) + Σ R_k (eq. 48)."""
+        x = self.forward(theta)
+        return float(self.terminal_cost(x[:, -1]) + self.running_cost(x[:, :-1], theta))
+
+    def gradient(self, theta):
+        """∇_θ J by the exact discrete adjoint (eq. 52): (N, m)."""
+        x = self.forward(theta)
+        lam = self.adjoint(x, theta)
+        return self.residual_theta(x, lam, theta)
+
+    def residuals(self, x, lam, theta):
+        """PMP residuals (eqs. 53–56, 59): r_x (B,N+1,n), r_λ (B,N+1,n), r_θ (N,m).
+
+        ``r_x,0 = x_0 − x_in``, ``r_x,k = x_k − f_{k−1}(x_{k−1})``, ``r_λ,N = λ_N − ∇ℓ(x_N)``,
+        ``r_λ,k = λ_k − J_kᵀ λ_{k+1} − ∇_x R_k``, ``r_θ,k = ∇_θ R_k + (∇_θ f_k)ᵀ λ_{k+1}``.
+        """
+        r_x = np.empty_like(x)
+        r_x[:, 0] = x[:, 0] - self.x_in
+        r_x[:, 1:] = x[:, 1:] - self.layer_maps(x[:, :-1], theta)
+        r_l = np.empty_like(lam)
+        r_l[:, -1] = lam[:, -1] - self.terminal_grad(x[:, -1])
+        r_l[:, :-1] = (lam[:, :-1] - self.vjp_x(x[:, :-1], theta, lam[:, 1:])
+                       - self.running_grad_x(x[:, :-1], theta))
+        return r_x, r_l, self.residual_theta(x, lam, theta)
+
+    def residual_theta(self, x, lam, theta):
+        """r_θ,k (eq. 59): (N, m)."""
+        return (self.running_grad_theta(x[:, :-1], theta)
+                + self.vjp_theta(x[:, :-1], theta, lam[:, 1:]))
+
+    # single-layer helpers built on the vectorized methods (used by the sequential references)
+    def _one_layer_map(self, k, xk, theta):
+        raise NotImplementedError
+
+    def _one_layer_vjp(self, k, xk, theta, w):
+        raise NotImplementedError
+
+
+def _check_matrix(name, M, shape, *, symmetric=False, positive=None):
+    M = np.asarray(M, dtype=float)
+    if M.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {M.shape}")
+    if not np.all(np.isfinite(M)):
+        raise ValueError(f"{name} must be finite")
+    if symmetric and not np.allclose(M, M.T, rtol=1e-12, atol=1e-14 * max(1.0, np.abs(M).max())):
+        raise ValueError(f"{name} must be symmetric")
+    if positive is not None:
+        ev = np.linalg.eigvalsh((M + M.T) / 2)
+        if positive == "definite" and ev.min() <= 0:
+            raise ValueError(f"{name} must be positive definite (smallest eigenvalue "
+                             f"{ev.min():.3g} is not > 0)")
+        if positive == "semidefinite" and ev.min() < -1e-12 * max(1.0, abs(ev).max()):
+            raise ValueError(f"{name} must be positive semidefinite (smallest eigenvalue "
+                             f"{ev.min():.3g} is < 0)")
+    return M
+
+
+class AffineQuadraticProblem(LayeredProblem):
+    """Affine layer maps with quadratic costs (the compiled family ``"affine"``).
+
+    ``f_k(x, θ) = A_k x + B_k θ + c_k``, ``R_k = ½ Σ_b x_bᵀ Q_k x_b + ½ θᵀ R_k θ``,
+    ``ℓ(x) = Σ_b (½ x_bᵀ Q_f x_b + g_fᵀ x_b)``.
+
+    Parameters
+    ----------
+    A : array (N, n, n); B : array (N, n, m); c : array (N, n)
+    Q : array (N, n, n), symmetric positive semidefinite; R : array (N, m, m), positive definite
+    Qf : array (n, n), symmetric positive semidefinite; gf : array (n,)
+    dt : float; x_in : array (n,) or (B, n); theta0 : array (N, m) (default zeros)
+    """
+
+    name = "affine"
+    family = "affine"
+
+    def __init__(self, A, B, c, Q, R, Qf, gf, dt, x_in, theta0=None, batch=1):
+        A = np.asarray(A, dtype=float)
+        if A.ndim != 3 or A.shape[1] != A.shape[2]:
+            raise ValueError(f"A must have shape (N, n, n), got {A.shape}")
+        N, n = A.shape[0], A.shape[1]
+        B = np.asarray(B, dtype=float)
+        if B.ndim != 3 or B.shape[:2] != (N, n):
+            raise ValueError(f"B must have shape ({N}, {n}, m), got {B.shape}")
+        m = B.shape[2]
+        self.A = _check_matrix("A", A, (N, n, n))
+        self.B = _check_matrix("B", B, (N, n, m))
+        self.c = _check_matrix("c", c, (N, n))
+        self.Q = _check_matrix("Q", Q, (N, n, n))
+        self.R = _check_matrix("R", R, (N, m, m))
+        for k in range(N):
+            _check_matrix(f"Q[{k}]", self.Q[k], (n, n), symmetric=True, positive="semidefinite")
+            _check_matrix(f"R[{k}]", self.R[k], (m, m), symmetric=True, positive="definite")
+        self.Qf = _check_matrix("Qf", Qf, (n, n), symmetric=True, positive="semidefinite")
+        self.gf = _check_matrix("gf", gf, (n,))
+        theta0 = np.zeros((N, m)) if theta0 is None else theta0
+        x_in = np.asarray(x_in, dtype=float)
+        batch = x_in.shape[0] if x_in.ndim == 2 else batch
+        super().__init__(Layout(np.full(N + 1, n), batch=batch), dt, x_in, theta0)
+
+    def layer_maps(self, x, theta):
+        return (np.einsum("kij,bkj->bki", self.A, x) + np.einsum("kij,kj->ki", self.B, theta)
+                + self.c)
+
+    def jvp(self, x, theta, v):
+        return np.einsum("kij,bkj->bki", self.A, v)
+
+    def vjp_x(self, x, theta, w):
+        return np.einsum("kji,bkj->bki", self.A, w)
+
+    def vjp_theta(self, x, theta, w):
+        return np.einsum("kji,bkj->ki", self.B, w)
+
+    def running_cost(self, x, theta):
+        return float(0.5 * np.einsum("bki,kij,bkj->", x, self.Q, x)
+                     + 0.5 * np.einsum("ki,kij,kj->", theta, self.R, theta))
+
+    def running_grad_x(self, x, theta):
+        return np.einsum("kij,bkj->bki", self.Q, x)
+
+    def running_grad_theta(self, x, theta):
+        return np.einsum("kij,kj->ki", self.R, theta)
+
+    def terminal_cost(self, xN):
+        return float(0.5 * np.einsum("bi,ij,bj->", xN, self.Qf, xN) + np.sum(xN @ self.gf))
+
+    def terminal_grad(self, xN):
+        return xN @ self.Qf.T + self.gf
+
+    def terminal_hvp(self, xN, v):
+        return v @ self.Qf.T
+
+    def _one_layer_map(self, k, xk, theta):
+        return xk @ self.A[k].T + self.B[k] @ theta[k] + self.c[k]
+
+    def _one_layer_vjp(self, k, xk, theta, w):
+        return w @ self.A[k]
+
+    def kernel_data(self):
+        """Contiguous arrays for the ``affine`` kernels: (A, B, c, Q, R, Qf, gf, x_in)."""
+        c = np.ascontiguousarray
+        return (c(self.A), c(self.B), c(self.c), c(self.Q), c(self.R), c(self.Qf), c(self.gf),
+                c(self.x_in))
