@@ -1,0 +1,246 @@
+"""One τ-step of the two formulations, as NumPy twins of the compiled kernels.
+
+``paper`` — Algorithm 1 of the paper verbatim on the waves (w+, w-):
+(A) transport (eqs. 41–42 or the chosen scheme), (B) reconstruct x, λ (eqs. 39–40),
+(C) residual sources w ← w̄ − α E (eqs. 53–58), (D) parameter port (eq. 60), (E) boundary
+scattering (lines 25–26; terminal termination ``explicit`` as written or ``implicit``).
+Option ``sources="before"`` evaluates E on the untransported waves (eqs. 34–35).
+
+``consistent`` — the PMP residual operators are the transport operators, on (x, λ):
+x_k ← x_k − ν r_x,k (k ≥ 1), λ_k ← λ_k − ν r_λ,k (k < N), x_0 = x_in, λ_N = ∇ℓ(x_N), then the
+port. ``lax-wendroff`` adds the Beam–Warming correction ν(ν−1)/2 (r_x,k − J_{k−1} r_x,k−1)
+(mirrored for λ); ``characteristic`` with ν = p + q composes the layer maps along the
+characteristic: x_k ← (1 − q) F^{(p)}(x_{k−p}) + q F^{(p+1)}(x_{k−p−1}).
+
+Every step also returns its exact energy ledger (see :mod:`wavecontrol.ledger`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .ledger import LEDGER_TERMS
+from .metric import SQRT2, Metric
+from .schemes import SCHEME_CODES, STABLE_RANGE, transport_numpy
+
+FORMULATIONS = ("consistent", "paper")
+SCHEMES = ("upwind", "characteristic", "lax-wendroff")
+TERMINATIONS = ("implicit", "explicit")
+SOURCE_TIMINGS = ("after", "before")
+
+
+def transport_scheme(formulation: str, scheme: str) -> str:
+    """The homogeneous transport used by ``scheme`` in ``formulation``.
+
+    The consistent form's second-order scheme is upwind-biased (Beam–Warming) so that its fixed
+    points stay exact; the paper form's is the central Lax–Wendroff scheme.
+    """
+    if formulation == "consistent" and scheme == "lax-wendroff":
+        return "beam-warming"
+    return scheme
+
+
+def courant_range(formulation: str, scheme: str, N: int) -> tuple[float, float]:
+    """Closed interval of Courant numbers ν (> 0) in which ``scheme`` is stable."""
+    lo, hi = STABLE_RANGE[transport_scheme(formulation, scheme)]
+    return lo, min(hi, float(N))
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    """Settings of one τ-step.
+
+    formulation : ``"consistent"`` or ``"paper"``
+    scheme : ``"upwind"``, ``"characteristic"`` or ``"lax-wendroff"``
+    courant : ν = c Δτ / Δt
+    alpha : source gain α of the paper form (eq. 58); ``None`` means α = ν (α ≈ c Δτ in units
+        of Δt); ignored by the consistent form
+    eta : resistive port gain η (eq. 60, M = I/η)
+    termination : terminal termination, ``"implicit"`` (passive, x_N from the new waves) or
+        ``"explicit"`` (Algorithm 1 line 26: the old x_N)
+    sources : paper form only: ``"after"`` transport (Algorithm 1) or ``"before"`` (eqs. 34–35)
+    allow_unstable : accept ν outside the scheme's stable range (for stability studies)
+    """
+
+    formulation: str = "consistent"
+    scheme: str = "upwind"
+    courant: float = 1.0
+    alpha: float | None = None
+    eta: float = 1.0
+    termination: str = "implicit"
+    sources: str = "after"
+    allow_unstable: bool = False
+
+    def validate(self, N: int) -> "StepConfig":
+        """Return self, or raise ValueError naming the bad parameter and the valid values."""
+        _choice("formulation", self.formulation, FORMULATIONS)
+        _choice("scheme", self.scheme, SCHEMES)
+        _choice("termination", self.termination, TERMINATIONS)
+        _choice("sources", self.sources, SOURCE_TIMINGS)
+        nu = self.courant
+        if not isinstance(nu, (int, float)) or not math.isfinite(nu) or nu <= 0:
+            raise ValueError(f"courant must be a finite number > 0, got {nu!r}")
+        lo, hi = courant_range(self.formulation, self.scheme, N)
+        if self.scheme == "characteristic" and nu > N:
+            raise ValueError(f"courant {nu:g} is outside the characteristic scheme's range "
+                             f"(0, N] = (0, {N}]: the departure point would leave the grid")
+        if not self.allow_unstable and not (lo < nu <= hi):
+            raise ValueError(f"courant {nu:g} is outside the stable range ({lo:g}, {hi:g}] of "
+                             f"scheme {self.scheme!r} in the {self.formulation} formulation; pass "
+                             "allow_unstable=True (CLI: --allow-unstable) for stability studies")
+        if not math.isfinite(self.eta) or self.eta < 0:
+            raise ValueError(f"eta must be a finite number >= 0, got {self.eta!r}")
+        if self.alpha is not None and (not math.isfinite(self.alpha) or self.alpha < 0):
+            raise ValueError(f"alpha must be a finite number >= 0, got {self.alpha!r}")
+        return self
+
+    @property
+    def source_gain(self) -> float:
+        """α actually used (α = ν when not given)."""
+        return self.courant if self.alpha is None else float(self.alpha)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _choice(name, value, valid):
+    if value not in valid:
+        raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
+
+
+# --------------------------------------------------------------------------------------------
+# NumPy twin of the fused τ-step
+# --------------------------------------------------------------------------------------------
+def energy(u, v, dt) -> float:
+    """V = ½ Σ_k Δt (‖u_k‖² + ‖v_k‖²) (eq. 18 on the grid, uniform node weights)."""
+    return 0.5 * dt * float(np.sum(u * u) + np.sum(v * v))
+
+
+def terminal_implicit(problem, metric: Metric, wp_N):
+    """Solve w-_N = w+_N − √2 Θ_N^{-T} ∇ℓ(x_N), x_N = Θ_N^{-1}(w+_N + w-_N)/√2, for w-_N.
+
+    With s = w+ + w-: G(s) = s − 2 w+ + √2 Θ^{-T} ∇ℓ(Θ^{-1} s/√2) = 0, solved by Newton with the
+    Jacobian I + Θ^{-T} ∇²ℓ Θ^{-1} (built from Hessian–vector products); for quadratic ℓ the
+    first Newton step is exact.
+    """
+    Th, Ti = metric.theta[-1], metric.theta_inv[-1]
+    n = Th.shape[0]
+    s = 2.0 * wp_N
+    for _ in range(50):
+        xN = (s @ Ti.T) / SQRT2
+        G = s - 2.0 * wp_N + SQRT2 * problem.terminal_grad(xN) @ Ti
+        cols = [problem.terminal_hvp(xN, np.broadcast_to(Ti[:, j] / SQRT2, xN.shape))
+                for j in range(n)]
+        out = np.empty_like(s)
+        for b in range(s.shape[0]):
+            H = np.stack([c[b] for c in cols], axis=1)        # ∇²ℓ Θ^{-1}/√2, (n, n)
+            jac = np.eye(n) + SQRT2 * Ti.T @ H
+            out[b] = s[b] - np.linalg.solve(jac, G[b])
+        change = np.abs(out - s).max()
+        s = out
+        if change <= 1e-15 * max(1.0, np.abs(s).max()):
+            break
+    return s - wp_N
+
+
+def consistent_step_numpy(problem, metric: Metric, cfg: StepConfig, x, lam, theta):
+    """One consistent-form τ-step; returns (x', λ', θ', ledger dict, (r_x, r_λ, r_θ))."""
+    nu = cfg.courant
+    r_x, r_l, r_t = problem.residuals(x, lam, theta)
+    x1, l1 = x.copy(), lam.copy()
+    if cfg.scheme == "characteristic":
+        p = int(math.floor(nu))
+        q = nu - p
+        rows_x, rows_l = [x], [lam]
+        gx = problem.running_grad_x(x[:, :-1], theta)
+        for _ in range(p + 1):
+            prev_x, prev_l = rows_x[-1], rows_l[-1]
+            nx, nl = prev_x.copy(), prev_l.copy()
+            nx[:, 1:] = problem.layer_maps(prev_x[:, :-1], theta)
+            nl[:, :-1] = problem.vjp_x(x[:, :-1], theta, prev_l[:, 1:]) + gx
+            rows_x.append(nx)
+            rows_l.append(nl)
+        x1[:, 1:] = (1 - q) * rows_x[p][:, 1:] + q * rows_x[p + 1][:, 1:]
+        l1[:, :-1] = (1 - q) * rows_l[p][:, :-1] + q * rows_l[p + 1][:, :-1]
+    else:
+        x1[:, 1:] -= nu * r_x[:, 1:]
+        l1[:, :-1] -= nu * r_l[:, :-1]
+        if cfg.scheme == "lax-wendroff":
+            beta = 0.5 * nu * (nu - 1.0)
+            x1[:, 1:] += beta * (r_x[:, 1:] - problem.jvp(x[:, :-1], theta, r_x[:, :-1]))
+            l1[:, :-1] += beta * (r_l[:, :-1] - problem.vjp_x(x[:, :-1], theta, r_l[:, 1:]))
+    x1[:, 0] = problem.x_in
+    xN = x1[:, -1] if cfg.termination == "implicit" else x[:, -1]
+    l1[:, -1] = problem.terminal_grad(xN)
+    theta1 = theta - cfg.eta * r_t
+
+    # ledger in the characteristic variables a = Θx (right-moving), b = Θ^{-T}λ (left-moving)
+    dt = problem.dt
+    a, b = metric.characteristic(x, lam)
+    a1, b1 = metric.characteristic(x1, l1)
+    hs = transport_scheme("consistent", cfg.scheme)
+    abar, in_a, out_a, d_a = transport_numpy(a, hs, nu, +1)
+    bbar, in_b, out_b, d_b = transport_numpy(b, hs, nu, -1)
+    sa, sb = a1[:, 1:] - abar[:, 1:], b1[:, :-1] - bbar[:, :-1]
+    h = 0.5 * dt
+    led = {
+        "V": energy(a, b, dt),
+        "V_next": energy(a1, b1, dt),
+        "boundary_left": h * (in_a + out_b),
+        "boundary_right": h * (out_a + in_b),
+        "dissipation": h * (d_a + d_b),
+        "source": h * 2.0 * float(np.sum(abar[:, 1:] * sa) + np.sum(bbar[:, :-1] * sb)),
+        "source2": h * float(np.sum(sa * sa) + np.sum(sb * sb)),
+        "reset_left": h * float(np.sum(a1[:, 0] ** 2) - np.sum(a[:, 0] ** 2)),
+        "reset_right": h * float(np.sum(b1[:, -1] ** 2) - np.sum(b[:, -1] ** 2)),
+        "rhs": h * (nu * float(np.sum(a[:, 0] ** 2) - np.sum(b[:, 0] ** 2)
+                               + np.sum(b[:, -1] ** 2) - np.sum(a[:, -1] ** 2))
+                    + 2.0 * float(np.sum(a[:, 1:] * sa) + np.sum(b[:, :-1] * sb))),
+        "port_power": cfg.eta * float(np.sum(r_t * r_t)),
+    }
+    return x1, l1, theta1, led, (r_x, r_l, r_t)
+
+
+def paper_step_numpy(problem, metric: Metric, cfg: StepConfig, wp, wm, theta):
+    """One step of Algorithm 1; returns (w+', w-', θ', ledger dict, (r_x, r_λ, r_θ))."""
+    nu, alpha, dt = cfg.courant, cfg.source_gain, problem.dt
+    wbp, in_p, out_p, d_p = transport_numpy(wp, cfg.scheme, nu, +1)             # (A)
+    wbm, in_m, out_m, d_m = transport_numpy(wm, cfg.scheme, nu, -1)
+    sp, sm = (wbp, wbm) if cfg.sources == "after" else (wp, wm)
+    x, lam = metric.from_waves(sp, sm)                                          # (B)
+    r_x, r_l, r_t = problem.residuals(x, lam, theta)                            # (C)
+    Ep, Em = metric.wave_residuals(r_x, r_l)
+    wp1, wm1 = wbp - alpha * Ep, wbm - alpha * Em
+    theta1 = theta - cfg.eta * r_t                                              # (D)
+    wp2, wm2 = wp1.copy(), wm1.copy()                                           # (E)
+    wp2[:, 0] = SQRT2 * problem.x_in @ metric.theta[0].T - wm1[:, 0]
+    if cfg.termination == "explicit":
+        wm2[:, -1] = wp1[:, -1] - SQRT2 * problem.terminal_grad(x[:, -1]) @ metric.theta_inv[-1]
+    else:
+        wm2[:, -1] = terminal_implicit(problem, metric, wp1[:, -1])
+    h = 0.5 * dt
+    led = {
+        "V": energy(wp, wm, dt),
+        "V_next": energy(wp2, wm2, dt),
+        "boundary_left": h * (in_p + out_m),
+        "boundary_right": h * (out_p + in_m),
+        "dissipation": h * (d_p + d_m),
+        "source": -h * 2.0 * alpha * float(np.sum(wbp * Ep) + np.sum(wbm * Em)),
+        "source2": h * alpha ** 2 * float(np.sum(Ep * Ep) + np.sum(Em * Em)),
+        "reset_left": h * float(np.sum(wp2[:, 0] ** 2) - np.sum(wp1[:, 0] ** 2)),
+        "reset_right": h * float(np.sum(wm2[:, -1] ** 2) - np.sum(wm1[:, -1] ** 2)),
+        "rhs": h * (nu * float(np.sum(wp[:, 0] ** 2) - np.sum(wm[:, 0] ** 2)
+                               + np.sum(wm[:, -1] ** 2) - np.sum(wp[:, -1] ** 2))
+                    - 2.0 * alpha * float(np.sum(wp * Ep) + np.sum(wm * Em))),
+        "port_power": cfg.eta * float(np.sum(r_t * r_t)),
+    }
+    return wp2, wm2, theta1, led, (r_x, r_l, r_t)
+
+
+def ledger_error(led: dict) -> float:
+    """|ΔV − Σ terms| / max(V, 1) of one step's ledger."""
+    total = sum(led[t] for t in LEDGER_TERMS)
+    return abs(led["V_next"] - led["V"] - total) / max(led["V"], 1.0)
