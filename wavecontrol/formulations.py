@@ -22,8 +22,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .boundary import effort_entering, effort_entering_implicit, flow_entering
 from .ledger import LEDGER_TERMS
-from .metric import SQRT2, Metric
+from .metric import Metric
+from .ports import ResistivePort
 from .schemes import SCHEME_CODES, STABLE_RANGE, transport_numpy
 
 FORMULATIONS = ("consistent", "paper")
@@ -119,35 +121,12 @@ def energy(u, v, dt) -> float:
     return 0.5 * dt * float(np.sum(u * u) + np.sum(v * v))
 
 
-def terminal_implicit(problem, metric: Metric, wp_N):
-    """Solve w-_N = w+_N − √2 Θ_N^{-T} ∇ℓ(x_N), x_N = Θ_N^{-1}(w+_N + w-_N)/√2, for w-_N.
+def consistent_step_numpy(problem, metric: Metric, cfg: StepConfig, x, lam, theta, port=None):
+    """One consistent-form τ-step; returns (x', λ', θ', ledger dict, (r_x, r_λ, r_θ)).
 
-    With s = w+ + w-: G(s) = s − 2 w+ + √2 Θ^{-T} ∇ℓ(Θ^{-1} s/√2) = 0, solved by Newton with the
-    Jacobian I + Θ^{-T} ∇²ℓ Θ^{-1} (built from Hessian–vector products); for quadratic ℓ the
-    first Newton step is exact.
+    ``port`` (a :class:`~wavecontrol.ports.Port`) defaults to the resistive port with η =
+    ``cfg.eta``.
     """
-    Th, Ti = metric.theta[-1], metric.theta_inv[-1]
-    n = Th.shape[0]
-    s = 2.0 * wp_N
-    for _ in range(50):
-        xN = (s @ Ti.T) / SQRT2
-        G = s - 2.0 * wp_N + SQRT2 * problem.terminal_grad(xN) @ Ti
-        cols = [problem.terminal_hvp(xN, np.broadcast_to(Ti[:, j] / SQRT2, xN.shape))
-                for j in range(n)]
-        out = np.empty_like(s)
-        for b in range(s.shape[0]):
-            H = np.stack([c[b] for c in cols], axis=1)        # ∇²ℓ Θ^{-1}/√2, (n, n)
-            jac = np.eye(n) + SQRT2 * Ti.T @ H
-            out[b] = s[b] - np.linalg.solve(jac, G[b])
-        change = np.abs(out - s).max()
-        s = out
-        if change <= 1e-15 * max(1.0, np.abs(s).max()):
-            break
-    return s - wp_N
-
-
-def consistent_step_numpy(problem, metric: Metric, cfg: StepConfig, x, lam, theta):
-    """One consistent-form τ-step; returns (x', λ', θ', ledger dict, (r_x, r_λ, r_θ))."""
     nu = cfg.courant
     r_x, r_l, r_t = problem.residuals(x, lam, theta)
     x1, l1 = x.copy(), lam.copy()
@@ -175,7 +154,8 @@ def consistent_step_numpy(problem, metric: Metric, cfg: StepConfig, x, lam, thet
     x1[:, 0] = problem.x_in
     xN = x1[:, -1] if cfg.termination == "implicit" else x[:, -1]
     l1[:, -1] = problem.terminal_grad(xN)
-    theta1 = theta - cfg.eta * r_t
+    port = ResistivePort(cfg.eta) if port is None else port
+    theta1 = port.update(theta, r_t)
 
     # ledger in the characteristic variables a = Θx (right-moving), b = Θ^{-T}λ (left-moving)
     dt = problem.dt
@@ -199,12 +179,12 @@ def consistent_step_numpy(problem, metric: Metric, cfg: StepConfig, x, lam, thet
         "rhs": h * (nu * float(np.sum(a[:, 0] ** 2) - np.sum(b[:, 0] ** 2)
                                + np.sum(b[:, -1] ** 2) - np.sum(a[:, -1] ** 2))
                     + 2.0 * float(np.sum(a[:, 1:] * sa) + np.sum(b[:, :-1] * sb))),
-        "port_power": cfg.eta * float(np.sum(r_t * r_t)),
+        "port_power": port.power(r_t),
     }
     return x1, l1, theta1, led, (r_x, r_l, r_t)
 
 
-def paper_step_numpy(problem, metric: Metric, cfg: StepConfig, wp, wm, theta):
+def paper_step_numpy(problem, metric: Metric, cfg: StepConfig, wp, wm, theta, port=None):
     """One step of Algorithm 1; returns (w+', w-', θ', ledger dict, (r_x, r_λ, r_θ))."""
     nu, alpha, dt = cfg.courant, cfg.source_gain, problem.dt
     wbp, in_p, out_p, d_p = transport_numpy(wp, cfg.scheme, nu, +1)             # (A)
@@ -214,13 +194,17 @@ def paper_step_numpy(problem, metric: Metric, cfg: StepConfig, wp, wm, theta):
     r_x, r_l, r_t = problem.residuals(x, lam, theta)                            # (C)
     Ep, Em = metric.wave_residuals(r_x, r_l)
     wp1, wm1 = wbp - alpha * Ep, wbm - alpha * Em
-    theta1 = theta - cfg.eta * r_t                                              # (D)
+    port = ResistivePort(cfg.eta) if port is None else port
+    theta1 = port.update(theta, r_t)                                            # (D)
     wp2, wm2 = wp1.copy(), wm1.copy()                                           # (E)
-    wp2[:, 0] = SQRT2 * problem.x_in @ metric.theta[0].T - wm1[:, 0]
+    wp2[:, 0] = flow_entering(wm1[:, 0], metric.theta[0], problem.x_in)          # Lemma 2.5
     if cfg.termination == "explicit":
-        wm2[:, -1] = wp1[:, -1] - SQRT2 * problem.terminal_grad(x[:, -1]) @ metric.theta_inv[-1]
+        wm2[:, -1] = effort_entering(wp1[:, -1], metric.theta_inv[-1],
+                                     problem.terminal_grad(x[:, -1]), "end")
     else:
-        wm2[:, -1] = terminal_implicit(problem, metric, wp1[:, -1])
+        wm2[:, -1] = effort_entering_implicit(wp1[:, -1], metric.theta[-1],
+                                              metric.theta_inv[-1], problem.terminal_grad,
+                                              problem.terminal_hvp)
     h = 0.5 * dt
     led = {
         "V": energy(wp, wm, dt),
@@ -235,7 +219,7 @@ def paper_step_numpy(problem, metric: Metric, cfg: StepConfig, wp, wm, theta):
         "rhs": h * (nu * float(np.sum(wp[:, 0] ** 2) - np.sum(wm[:, 0] ** 2)
                                + np.sum(wm[:, -1] ** 2) - np.sum(wp[:, -1] ** 2))
                     - 2.0 * alpha * float(np.sum(wp * Ep) + np.sum(wm * Em))),
-        "port_power": cfg.eta * float(np.sum(r_t * r_t)),
+        "port_power": port.power(r_t),
     }
     return wp2, wm2, theta1, led, (r_x, r_l, r_t)
 

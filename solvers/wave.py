@@ -1,0 +1,314 @@
+"""The wave-PMP relaxation driver: run τ-steps until the PMP residuals vanish.
+
+:func:`solve` is the one entry point. It validates the settings, picks the compiled kernel
+(problem family ``affine`` with a compiled port) or the NumPy twin, loops over chunks of
+τ-steps inside compiled code, returns to Python only for callbacks, and reports a
+:class:`~wavecontrol.result.WaveResult` whose status says how the run ended.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from wavecontrol import kernels
+from wavecontrol._jit import jit_disabled
+from wavecontrol.formulations import (StepConfig, consistent_step_numpy, energy,
+                                      ledger_error, paper_step_numpy, transport_scheme)
+from wavecontrol.kernels import HIST_COLUMNS
+from wavecontrol.ledger import LEDGER_TERMS
+from wavecontrol.metric import Metric
+from wavecontrol.ports import Port, ResistivePort, get_port
+from wavecontrol.result import Status, WaveResult
+from wavecontrol.schemes import SCHEME_CODES
+
+BACKENDS = ("auto", "numba", "numpy")
+_COMPILED = {"done": False}
+
+
+def hessian_norm(problem, iters: int = 60, seed: int = 0) -> float:
+    """Largest eigenvalue L of ∇²J(θ0) by power iteration on gradient differences.
+
+    Exact for affine-quadratic problems (J is quadratic); for others a finite-difference
+    estimate with a step of 1e-4 relative to ‖θ0‖.
+    """
+    rng = np.random.default_rng(seed)
+    th = problem.theta0
+    g0 = problem.gradient(th)
+    eps = 1.0 if problem.family == "affine" else 1e-4 * max(1.0, float(np.abs(th).max()))
+    v = rng.normal(size=th.shape)
+    v /= np.linalg.norm(v)
+    lam = 0.0
+    for _ in range(iters):
+        hv = (problem.gradient(th + eps * v) - g0) / eps
+        new = float(np.linalg.norm(hv))
+        if new == 0.0:
+            return 0.0
+        v = hv / new
+        if abs(new - lam) <= 1e-10 * new:
+            return new
+        lam = new
+    return lam
+
+
+def auto_eta(problem, courant: float) -> float:
+    """Default resistive gain η = 1 / (L (1 + 2N/ν)).
+
+    L is the largest curvature of J (:func:`hessian_norm`). The gradient reaches layer k about
+    2(N − k)/ν τ-steps after the controls changed, and gradient descent with a delay D is stable
+    for η L below about π/(2D + 1); this choice keeps η L(1 + 2N/ν) = 1 inside that bound for
+    every delay.
+    """
+    L = hessian_norm(problem)
+    if L <= 0:
+        return 1.0
+    return 1.0 / (L * (1.0 + 2.0 * problem.N / courant))
+
+
+def _initial_fields(problem, init):
+    """(x, λ, θ) to start from: ``"zeros"`` (x_0 = x_in, all else 0) or ``"forward"``."""
+    B, N, n = problem.batch, problem.N, problem.n
+    theta = problem.theta0.copy()
+    if isinstance(init, str):
+        if init == "zeros":
+            x = np.zeros((B, N + 1, n))
+            x[:, 0] = problem.x_in
+            return x, np.zeros_like(x), theta
+        if init == "forward":
+            x = problem.forward(theta)
+            return x, problem.adjoint(x, theta), theta
+        raise ValueError(f"unknown init {init!r}; valid: zeros, forward, or a (x, lam, theta) "
+                         "tuple")
+    x, lam, theta = (np.array(a, dtype=float) for a in init)
+    for name, arr, shape in (("init x", x, (B, N + 1, n)), ("init lam", lam, (B, N + 1, n)),
+                             ("init theta", theta, problem.theta0.shape)):
+        if arr.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} must be finite")
+    return x, lam, theta
+
+
+def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
+          courant: float = 1.0, alpha: float | None = None, eta="auto", port=None,
+          metric=1.0, termination: str = "implicit", sources: str = "after",
+          max_steps: int = 500_000, tol: float = 1e-10, record_every: int | None = None,
+          callback=None, callback_every: int = 10_000, backend: str = "auto",
+          allow_unstable: bool = False, divergence_bound: float = 1e12,
+          init="zeros") -> WaveResult:
+    """Relax the PMP of ``problem`` on the worldsheet until its residuals fall below ``tol``.
+
+    Parameters
+    ----------
+    problem : LayeredProblem
+        E.g. ``problems.lqr()``.
+    formulation : ``"consistent"`` or ``"paper"``
+    scheme : ``"upwind"``, ``"characteristic"`` or ``"lax-wendroff"``
+    courant : float
+        ν = c Δτ / Δt; must lie in the scheme's stable range unless ``allow_unstable``.
+    alpha : float, optional
+        Source gain of the paper form (default α = ν).
+    eta : float or ``"auto"``
+        Gain of the resistive port (ignored when ``port`` is given); ``"auto"`` is
+        :func:`auto_eta`.
+    port : Port or str, optional
+        A parameter port object or registry name.
+    metric : float, array (n,), (n, n) or (N + 1, n, n)
+        Metric factor Θ (see :class:`~wavecontrol.metric.Metric`).
+    termination : ``"implicit"`` or ``"explicit"``
+        Terminal effort termination (Lemma 2.5; explicit = Algorithm 1 line 26).
+    sources : ``"after"`` or ``"before"`` transport (paper form).
+    max_steps : int
+        Budget of τ-steps.
+    tol : float
+        The run converges when the max-abs norms of r_x, r_λ and r_θ are all ≤ tol.
+    record_every : int, optional
+        History sampling interval in τ-steps (default: max_steps / 5000, at least 1).
+    callback : callable, optional
+        ``callback(step, info)`` every ``callback_every`` steps with ``info`` holding the
+        current fields and residual norms; returning True stops the run (``interrupted``).
+    backend : ``"auto"``, ``"numba"`` or ``"numpy"``
+    divergence_bound : float
+        The run is ``diverged`` when V exceeds ``divergence_bound · max(V_initial, 1)`` or
+        becomes non-finite.
+    init : ``"zeros"``, ``"forward"`` or a tuple (x, λ, θ)
+        Initial fields.
+    """
+    t_start = time.perf_counter()
+    N = problem.N
+    if eta == "auto" and port is None:
+        eta_value = None
+    else:
+        eta_value = None if port is not None else _number("eta", eta, lower=0.0)
+    cfg = StepConfig(formulation=formulation, scheme=scheme, courant=courant, alpha=alpha,
+                     eta=0.0 if eta_value is None else eta_value, termination=termination,
+                     sources=sources, allow_unstable=allow_unstable)
+    if isinstance(courant, bool) or not isinstance(courant, (int, float)):
+        raise ValueError(f"courant must be a number, got {courant!r}")
+    cfg.validate(N)
+    if port is None:
+        port = ResistivePort(auto_eta(problem, float(courant)) if eta_value is None
+                             else eta_value)
+    else:
+        port = get_port(port)
+    if isinstance(port, ResistivePort):
+        cfg = StepConfig(**{**cfg.to_dict(), "eta": port.eta})
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    compiled_ok = problem.family == "affine" and port.compiled
+    if backend == "numba" and not compiled_ok:
+        raise ValueError(f"backend 'numba' needs an affine problem and a compiled port; got "
+                         f"family {problem.family!r} and port {port.name!r}")
+    use_numba = compiled_ok and backend != "numpy"
+    if int(max_steps) != max_steps or max_steps < 0:
+        raise ValueError(f"max_steps must be an integer >= 0, got {max_steps!r}")
+    max_steps = int(max_steps)
+    tol = _number("tol", tol, lower=0.0)
+    if record_every is None:
+        record_every = max(1, max_steps // 5000)
+    if int(record_every) != record_every or record_every < 1:
+        raise ValueError(f"record_every must be an integer >= 1, got {record_every!r}")
+    if int(callback_every) != callback_every or callback_every < 1:
+        raise ValueError(f"callback_every must be an integer >= 1, got {callback_every!r}")
+    divergence_bound = _number("divergence_bound", divergence_bound, lower=0.0)
+    met = metric if isinstance(metric, Metric) else Metric(metric, problem.n, N)
+
+    x, lam, theta = _initial_fields(problem, init)
+    if cfg.formulation == "paper":
+        u, v = met.to_waves(x, lam)
+        V0 = energy(u, v, problem.dt)
+    else:
+        u, v = x, lam
+        a, b = met.characteristic(x, lam)
+        V0 = energy(a, b, problem.dt)
+    u, v = np.ascontiguousarray(u), np.ascontiguousarray(v)
+    theta = np.ascontiguousarray(theta)
+    bound = divergence_bound * max(V0, 1.0)
+    hist = np.full((max_steps // record_every + 1, len(HIST_COLUMNS)), np.nan)
+
+    config = {"formulation": cfg.formulation, "scheme": cfg.scheme, "courant": float(courant),
+              "alpha": cfg.source_gain if cfg.formulation == "paper" else None,
+              "port": port.config(), "metric": met.describe(), "termination": cfg.termination,
+              "sources": cfg.sources, "max_steps": max_steps, "tol": tol,
+              "record_every": int(record_every), "backend": "numba" if use_numba else "numpy",
+              "allow_unstable": bool(allow_unstable), "divergence_bound": divergence_bound,
+              "problem": problem.config()}
+    compile_time = 0.0
+    if use_numba:
+        data = problem.kernel_data()
+        A, Bm, c, Q, R, Qf, gf, x_in = data
+        Ti_N = met.theta_inv[-1]
+        Mterm = np.ascontiguousarray(np.linalg.inv(np.eye(problem.n) + Ti_N.T @ Qf @ Ti_N))
+        args = (kernels.FORM_CODES[cfg.formulation],
+                SCHEME_CODES[transport_scheme(cfg.formulation, cfg.scheme)],
+                cfg.termination == "explicit", cfg.sources == "before", float(cfg.courant),
+                float(cfg.source_gain), float(port.eta), A, Bm, c, Q, R, Qf, gf, x_in,
+                met.theta, met.theta_inv, Mterm)
+        if not _COMPILED["done"] and not jit_disabled():
+            t0 = time.perf_counter()
+            kernels.affine_run(*args, u.copy(), v.copy(), theta.copy(), 0, 0, tol,
+                               record_every, hist[:0].copy(), 0, bound, problem.dt)
+            compile_time = time.perf_counter() - t0
+            _COMPILED["done"] = True
+
+    step, rows, maxerr = 0, 0, 0.0
+    status, message, diverged_at = Status.MAX_STEPS, "", None
+    res = (math.nan, math.nan, math.nan)
+    t_loop = time.perf_counter()
+    try:
+        while True:
+            chunk = min(max_steps - step, callback_every - step % callback_every)
+            if use_numba:
+                done, code, rows, err, *res = kernels.affine_run(
+                    *args, u, v, theta, step, chunk, tol, record_every, hist, rows, bound,
+                    problem.dt)
+            else:
+                done, code, rows, err, *res = _numpy_run(problem, met, cfg, port, u, v, theta,
+                                                         step, chunk, tol, record_every, hist,
+                                                         rows, bound)
+            step += done
+            maxerr = max(maxerr, err)
+            if code == kernels.CONVERGED:
+                status = Status.CONVERGED
+                message = f"all residuals <= tol = {tol:g} after {step} τ-steps"
+                break
+            if code == kernels.DIVERGED:
+                status, diverged_at = Status.DIVERGED, step
+                message = (f"diverged at τ-step {step}: wave energy V exceeded "
+                           f"{divergence_bound:g} x max(V_initial, 1) or became non-finite")
+                break
+            if step >= max_steps:
+                message = (f"max_steps = {max_steps} reached; residuals (x {res[0]:.3g}, lambda "
+                           f"{res[1]:.3g}, theta {res[2]:.3g}) > tol = {tol:g}")
+                break
+            if callback is not None and step % callback_every == 0:
+                info = {"u": u, "v": v, "theta": theta, "residuals": tuple(res)}
+                if callback(step, info):
+                    status, message = Status.INTERRUPTED, f"stopped by callback at τ-step {step}"
+                    break
+    except KeyboardInterrupt:
+        status, message = Status.INTERRUPTED, f"interrupted (Ctrl-C) at τ-step {step}"
+    wall = time.perf_counter() - t_loop
+
+    if cfg.formulation == "paper":
+        x, lam = met.from_waves(u, v)
+        V_final = energy(u, v, problem.dt)
+    else:
+        x, lam = u.copy(), v.copy()
+        a, b = met.characteristic(x, lam)
+        V_final = energy(a, b, problem.dt)
+    with np.errstate(all="ignore"):
+        r_x, r_l, r_t = problem.residuals(x, lam, theta)
+        objective = problem.objective(theta)
+    residuals = {"x": float(np.abs(r_x).max()), "lambda": float(np.abs(r_l).max()),
+                 "theta": float(np.abs(r_t).max())}
+    history = {name: hist[:rows, j].copy() for j, name in enumerate(HIST_COLUMNS)}
+    history["step"] = history["step"].astype(np.int64)
+    history["tau"] = history["step"] * cfg.courant * problem.dt
+    return WaveResult(status=status, message=message, steps=step, x=x, lam=lam,
+                      theta=theta.copy(), residuals=residuals, objective=float(objective),
+                      history=history, diverged_at=diverged_at, wall_time=wall,
+                      compile_time=compile_time, config=config,
+                      ledger_max_rel_error=float(maxerr), V_initial=float(V0),
+                      V_final=float(V_final))
+
+
+def _numpy_run(problem, met, cfg, port, u, v, theta, start, nsteps, tol, record_every, hist,
+               rows, bound):
+    """NumPy twin of :func:`wavecontrol.kernels.affine_run` (same contract, any problem)."""
+    step_fn = paper_step_numpy if cfg.formulation == "paper" else consistent_step_numpy
+    maxerr = 0.0
+    res = (math.nan, math.nan, math.nan)
+    for it in range(nsteps):
+        with np.errstate(all="ignore"):
+            u1, v1, th1, led, (r_x, r_l, r_t) = step_fn(problem, met, cfg, u, v, theta, port)
+        if not (led["V"] <= bound):
+            return it, kernels.DIVERGED, rows, maxerr, *res
+        res = (float(np.abs(r_x).max()), float(np.abs(r_l).max()), float(np.abs(r_t).max()))
+        if max(res) <= tol:
+            return it, kernels.CONVERGED, rows, maxerr, *res
+        err = ledger_error(led)
+        maxerr = max(maxerr, err)
+        step = start + it
+        if step % record_every == 0 and rows < hist.shape[0]:
+            values = {**led, "step": step, "ledger_error": err, "res_x": res[0],
+                      "res_lambda": res[1], "res_theta": res[2],
+                      "objective": problem.objective(theta)}
+            hist[rows] = [values[name] for name in HIST_COLUMNS]
+            rows += 1
+        u[...], v[...], theta[...] = u1, v1, th1
+    return nsteps, kernels.RUNNING, rows, maxerr, *res
+
+
+def _number(name, value, lower=None):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or (lower is not None and value < lower):
+        raise ValueError(f"{name} must be a finite number >= {lower:g}, got {value!r}")
+    return value
+
+
+__all__ = ["solve", "auto_eta", "hessian_norm", "BACKENDS", "LEDGER_TERMS", "Port"]
