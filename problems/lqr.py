@@ -35,6 +35,7 @@ def lqr(**params):
     p = {**DEFAULTS, **params}
     cont = LinearQuadratic(p["A"], p["B"], p["Q"], p["R"], p["Qf"], p["T"], p["x0"])
     prob = euler_discretize(cont, p["N"])
+    prob.name = "lqr"
     prob.params = {k: np.asarray(v).tolist() for k, v in p.items()}
     return prob
 

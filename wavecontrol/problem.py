@@ -81,7 +81,7 @@ class LayeredProblem:
 
     def config(self) -> dict:
         """JSON-serializable description of the problem (its parameters)."""
-        return {"name": self.name, "N": self.N, "T": self.T}
+        return {"name": self.name, "N": self.N, "T": self.T, **getattr(self, "params", {})}
 
     # -- the interface (vectorized over layers) ---------------------------------------------
     def layer_maps(self, x, theta):
