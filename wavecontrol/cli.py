@@ -99,7 +99,8 @@ def make_report(name: str, problem, result, full: bool = False) -> dict:
     return report
 
 
-def _print_solve(report, out=sys.stdout):
+def _print_solve(report, out=None):
+    out = sys.stdout if out is None else out
     p = lambda *a: print(*a, file=out)  # noqa: E731
     p(f"problem      {report['problem']}  ({report['formulation']} formulation, "
       f"{report['scheme']} scheme, courant {report['courant']:g}, eta {report['eta']:.4g})")
