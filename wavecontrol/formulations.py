@@ -149,8 +149,11 @@ def consistent_step_numpy(problem, metric: Metric, cfg: StepConfig, x, lam, thet
         l1[:, :-1] -= nu * r_l[:, :-1]
         if cfg.scheme == "lax-wendroff":
             beta = 0.5 * nu * (nu - 1.0)
-            x1[:, 1:] += beta * (r_x[:, 1:] - problem.jvp(x[:, :-1], theta, r_x[:, :-1]))
-            l1[:, :-1] += beta * (r_l[:, :-1] - problem.vjp_x(x[:, :-1], theta, r_l[:, 1:]))
+            # nodes 2..N (x) and 0..N-2 (λ): node 1 (N-1) next to the inflow stays upwind
+            jr = problem.jvp(x[:, :-1], theta, r_x[:, :-1])        # J_{k-1} r_x,k-1, k = 1..N
+            jl = problem.vjp_x(x[:, :-1], theta, r_l[:, 1:])       # J_kᵀ r_λ,k+1, k = 0..N-1
+            x1[:, 2:] += beta * (r_x[:, 2:] - jr[:, 1:])
+            l1[:, :-2] += beta * (r_l[:, :-2] - jl[:, :-1])
     x1[:, 0] = problem.x_in
     xN = x1[:, -1] if cfg.termination == "implicit" else x[:, -1]
     l1[:, -1] = problem.terminal_grad(xN)

@@ -253,11 +253,12 @@ def affine_run(form, code, explicit, before, nu, alpha, eta,
                             u1[b, k, i] = u[b, k, i] - nu * r_x[b, k, i]
                             v1[b, k, i] = v[b, k, i] - nu * r_l[b, k, i]
                     if code == 2:
-                        for k in range(1, N1):
+                        # node 1 (and N - 1 for λ), next to the inflow, stays upwind
+                        for k in range(2, N1):
                             _mv(A[k - 1], r_x[b, k - 1], tmp)
                             for i in range(n):
                                 u1[b, k, i] += beta * (r_x[b, k, i] - tmp[i])
-                        for k in range(N):
+                        for k in range(N - 1):
                             _mtv(A[k], r_l[b, k + 1], tmp)
                             for i in range(n):
                                 v1[b, k, i] += beta * (r_l[b, k, i] - tmp[i])

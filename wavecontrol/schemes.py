@@ -11,10 +11,12 @@ numba kernel and a NumPy twin, and both return the exact energy split of the ste
     w̄_k = (1 − ν) w_k + ν w_{k−1}; stable for 0 ≤ ν ≤ 1.
 ``lax-wendroff``
     Central Lax–Wendroff, w̄_k = w_k − ν/2 (w_{k+1} − w_{k−1}) + ν²/2 (w_{k+1} − 2w_k + w_{k−1}),
-    with an upwind closure at the outflow node N; stable for 0 ≤ ν ≤ 1.
+    with the outflow flux F_{N+½} = w_N + (1−ν)/2 (w_N − w_{N−1}), which makes node N an upwind
+    step (second order overall); stable for 0 ≤ ν ≤ 1.
 ``beam-warming``
     Second-order upwind, w̄_k = w_k − ν (w_k − w_{k−1}) + ν(ν−1)/2 (w_k − 2w_{k−1} + w_{k−2}),
-    first order at k = 1; stable for 0 ≤ ν ≤ 2. This is the homogeneous part of the consistent
+    with F_½ = w_0 + (1−ν)/2 (w_1 − w_0), which makes node 1 an upwind step (second order
+    overall); stable for 0 ≤ ν ≤ 2. This is the homogeneous part of the consistent
     form's ``lax-wendroff`` scheme.
 ``characteristic``
     Exact characteristic shift with linear interpolation of the departure point: with
@@ -105,8 +107,9 @@ def transport_kernel(w, out, code, nu, direction):
             # flux through interface 1/2 (between node 0 and node 1)
             w0 = w[b, i0, j]
             w1 = w[b, _idx(1, N, direction), j]
-            if code == 1:
-                f_left = 0.5 * (w0 + w1) - 0.5 * nu * (w1 - w0)
+            if code == 1 or code == 2:
+                # Lax-Wendroff flux; for Beam-Warming it makes node 1 an upwind step
+                f_left = w0 + 0.5 * (1.0 - nu) * (w1 - w0)
             else:
                 f_left = w0
             inflow += nu * (2.0 * w0 * f_left - w0 * w0)
@@ -121,9 +124,11 @@ def transport_kernel(w, out, code, nu, direction):
                 wp = w[b, _idx(k - 1, N, direction), j]
                 if code == 0:
                     f_right = wk
-                elif code == 1:
-                    f_right = 0.5 * (wk + wn) - 0.5 * nu * (wn - wk) if k < N else wk
+                elif code == 1 and k < N:
+                    f_right = wk + 0.5 * (1.0 - nu) * (wn - wk)
                 else:
+                    # Beam-Warming; for Lax-Wendroff at k = N the outflow closure, which makes
+                    # node N an upwind step
                     f_right = wk + 0.5 * (1.0 - nu) * (wk - wp)
                 new = wk - nu * (f_right - f_left)
                 out[b, ik, j] = new
@@ -189,14 +194,15 @@ def transport_numpy(w, scheme: str, nu: float, direction: int = 1):
         if scheme == "upwind":
             F = left.copy()
         elif scheme == "lax-wendroff":
-            F = 0.5 * (left + right) - 0.5 * nu * (right - left)
-        else:  # beam-warming: F_{j+1/2} = w_j + (1-ν)/2 (w_j - w_{j-1}), F_{1/2} = w_0
+            F = left + 0.5 * (1 - nu) * (right - left)
+        else:  # beam-warming: F_{j+1/2} = w_j + (1-ν)/2 (w_j - w_{j-1}), F_{1/2} as Lax-Wendroff
             F = left.copy()
             F[:, 1:] += 0.5 * (1 - nu) * (left[:, 1:] - left[:, :-1])
-        if scheme == "beam-warming":
-            F_out = v[:, N] + 0.5 * (1 - nu) * (v[:, N] - v[:, N - 1])
-        else:
+            F[:, 0] += 0.5 * (1 - nu) * (right[:, 0] - left[:, 0])
+        if scheme == "upwind":
             F_out = v[:, N]
+        else:  # outflow closure: node N (and for Beam-Warming node 1) is an upwind step
+            F_out = v[:, N] + 0.5 * (1 - nu) * (v[:, N] - v[:, N - 1])
         F_all = np.concatenate([F, F_out[:, None]], axis=1)  # interfaces 1/2 .. N+1/2
         out[:, 1:] = v[:, 1:] - nu * (F_all[:, 1:] - F_all[:, :-1])
         G = F - 0.5 * (left + right)
