@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import time
 
 import numpy as np
@@ -131,8 +132,9 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
         current fields and residual norms; returning True stops the run (``interrupted``).
     backend : ``"auto"``, ``"numba"`` or ``"numpy"``
     divergence_bound : float
-        The run is ``diverged`` when V exceeds ``divergence_bound · max(V_initial, 1)`` or
-        becomes non-finite.
+        The run is ``diverged`` at the first τ-step whose new fields would have V (or the
+        parameter energy ½‖θ‖²) above ``divergence_bound · max(V_initial, 1)`` or non-finite;
+        the result then holds the fields of the step before, and ``diverged_at = steps + 1``.
     init : ``"zeros"``, ``"forward"`` or a tuple (x, λ, θ)
         Initial fields.
     """
@@ -145,8 +147,9 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
     cfg = StepConfig(formulation=formulation, scheme=scheme, courant=courant, alpha=alpha,
                      eta=0.0 if eta_value is None else eta_value, termination=termination,
                      sources=sources, allow_unstable=allow_unstable)
-    if isinstance(courant, bool) or not isinstance(courant, (int, float)):
+    if isinstance(courant, bool) or not isinstance(courant, numbers.Real):
         raise ValueError(f"courant must be a number, got {courant!r}")
+    courant = float(courant)
     cfg.validate(N)
     if port is None:
         port = ResistivePort(auto_eta(problem, float(courant)) if eta_value is None
@@ -235,9 +238,10 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
                 message = f"all residuals <= tol = {tol:g} after {step} τ-steps"
                 break
             if code == kernels.DIVERGED:
-                status, diverged_at = Status.DIVERGED, step
-                message = (f"diverged at τ-step {step}: wave energy V exceeded "
-                           f"{divergence_bound:g} x max(V_initial, 1) or became non-finite")
+                status, diverged_at = Status.DIVERGED, step + 1
+                message = (f"diverged at τ-step {diverged_at}: the wave energy V would exceed "
+                           f"{divergence_bound:g} x max(V_initial, 1) (or ½|θ|² would);"
+                           f" the fields returned are those of τ-step {step}")
                 break
             if step >= max_steps:
                 message = (f"max_steps = {max_steps} reached; residuals (x {res[0]:.3g}, lambda "
@@ -288,16 +292,28 @@ def _numpy_run(problem, met, cfg, port, u, v, theta, start, nsteps, tol, record_
             return it, kernels.DIVERGED, rows, maxerr, *res
         res = (float(np.abs(r_x).max()), float(np.abs(r_l).max()), float(np.abs(r_t).max()))
         if max(res) <= tol:
-            return it, kernels.CONVERGED, rows, maxerr, *res
+            if cfg.formulation != "paper":
+                return it, kernels.CONVERGED, rows, maxerr, *res
+            # the paper step's residuals are those of the transported fields: confirm on the
+            # fields that would be returned
+            x, lam = met.from_waves(u, v)
+            conf = tuple(float(np.abs(r).max()) for r in problem.residuals(x, lam, theta))
+            if max(conf) <= tol:
+                return it, kernels.CONVERGED, rows, maxerr, *conf
+        bad = not (led["V_next"] <= bound and 0.5 * float(np.sum(th1 * th1)) <= bound)
         err = ledger_error(led)
-        maxerr = max(maxerr, err)
+        if not bad:
+            maxerr = max(maxerr, err)
         step = start + it
-        if step % record_every == 0 and rows < hist.shape[0]:
+        keep = not bad or (math.isfinite(led["V_next"]) and math.isfinite(err))
+        if keep and step % record_every == 0 and rows < hist.shape[0]:
             values = {**led, "step": step, "ledger_error": err, "res_x": res[0],
                       "res_lambda": res[1], "res_theta": res[2],
                       "objective": problem.objective(theta)}
             hist[rows] = [values[name] for name in HIST_COLUMNS]
             rows += 1
+        if bad:
+            return it, kernels.DIVERGED, rows, maxerr, *res
         u[...], v[...], theta[...] = u1, v1, th1
     return nsteps, kernels.RUNNING, rows, maxerr, *res
 

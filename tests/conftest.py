@@ -1,4 +1,5 @@
-"""Shared test settings: the Agg backend, a seeded generator, and bounds-checked kernels."""
+"""Shared test settings: the Agg backend and a seeded generator (set WAVECONTROL_BOUNDSCHECK=1
+to run the kernels bounds-checked)."""
 
 import os
 

@@ -18,6 +18,7 @@ Every step also returns its exact energy ledger (see :mod:`wavecontrol.ledger`).
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -83,7 +84,8 @@ class StepConfig:
         _choice("termination", self.termination, TERMINATIONS)
         _choice("sources", self.sources, SOURCE_TIMINGS)
         nu = self.courant
-        if not isinstance(nu, (int, float)) or not math.isfinite(nu) or nu <= 0:
+        if (isinstance(nu, bool) or not isinstance(nu, numbers.Real) or not math.isfinite(nu)
+                or nu <= 0):
             raise ValueError(f"courant must be a finite number > 0, got {nu!r}")
         lo, hi = courant_range(self.formulation, self.scheme, N)
         if self.scheme == "characteristic" and nu > N:
@@ -154,6 +156,10 @@ def consistent_step_numpy(problem, metric: Metric, cfg: StepConfig, x, lam, thet
             jl = problem.vjp_x(x[:, :-1], theta, r_l[:, 1:])       # J_kᵀ r_λ,k+1, k = 0..N-1
             x1[:, 2:] += beta * (r_x[:, 2:] - jr[:, 1:])
             l1[:, :-2] += beta * (r_l[:, :-2] - jl[:, :-1])
+            if nu > 1:
+                # node 1 (N − 1 for λ): departure point beyond the inflow, exact one-layer step
+                x1[:, 1] = x[:, 1] - r_x[:, 1]
+                l1[:, -2] = lam[:, -2] - r_l[:, -2]
     x1[:, 0] = problem.x_in
     xN = x1[:, -1] if cfg.termination == "implicit" else x[:, -1]
     l1[:, -1] = problem.terminal_grad(xN)

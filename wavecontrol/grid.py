@@ -123,7 +123,10 @@ class Worldsheet:
     def from_courant(cls, T: float, N: int, courant: float, c: float = 1.0) -> "Worldsheet":
         """Grid with ``Δτ = ν Δt / c``."""
         courant = _positive("courant", courant)
-        return cls(T=float(T), N=int(N), c=float(c), dtau=courant * (float(T) / int(N)) / float(c))
+        T, c = _positive("T", T), _positive("c", c)
+        if int(N) != N or N < 1:
+            raise ValueError(f"N must be an integer >= 1, got {N!r}")
+        return cls(T=T, N=int(N), c=c, dtau=courant * (T / int(N)) / c)
 
     @property
     def dt(self) -> float:

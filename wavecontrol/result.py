@@ -32,8 +32,8 @@ class WaveResult:
     steps : int
         τ-steps (or iterations) taken.
     x, lam : arrays (B, N + 1, n)
-        Final states and costates (for ``diverged``: the last finite fields, at step
-        ``diverged_at - 1``).
+        Final states and costates (for ``diverged``: the last fields inside the divergence
+        bound, those of τ-step ``steps = diverged_at - 1``).
     theta : array (N, m)
         Final parameters.
     residuals : dict
@@ -44,7 +44,7 @@ class WaveResult:
         Sampled every ``record_every`` steps: ``step``, ``tau``, ``V`` and the ledger terms,
         the residual norms, the objective.
     diverged_at : int or None
-        The τ-step at which divergence was detected.
+        The τ-step whose fields would have left the divergence bound (``steps + 1``).
     wall_time, compile_time : float
         Seconds spent stepping and seconds spent compiling kernels (first call), apart.
     """

@@ -82,7 +82,7 @@ def test_diverged(kwargs, backend):
     p = lqr(N=4)
     r = solve(p, max_steps=5000, record_every=1, backend=backend, **kwargs)
     assert r.status is Status.DIVERGED and not r.success
-    assert r.diverged_at is not None and r.steps == r.diverged_at
+    assert r.diverged_at is not None and r.steps == r.diverged_at - 1
     assert f"diverged at τ-step {r.diverged_at}" in r.message
     assert _all_finite(r)
     h = r.history
@@ -94,7 +94,7 @@ def test_diverged(kwargs, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_diverged_fields_are_the_last_ones_inside_the_bound(backend):
     """WaveResult documents the fields of a diverged run as 'the last finite fields, at step
-    diverged_at − 1': their energy is the V recorded at that step, inside the bound."""
+    diverged_at − 1': their energy is the last V recorded, inside the bound."""
     p = lqr(N=4)
     r = solve(p, scheme="upwind", courant=1.5, allow_unstable=True, max_steps=5000,
               record_every=1, backend=backend)
@@ -112,7 +112,7 @@ def test_diverged_with_huge_gain_reports_finite_numbers(formulation, backend):
     with np.errstate(all="ignore"):
         r = solve(lqr(N=4), formulation=formulation, eta=1e200, max_steps=5000,
                   record_every=1, backend=backend)
-    assert r.status is Status.DIVERGED and r.steps == r.diverged_at
+    assert r.status is Status.DIVERGED and r.steps == r.diverged_at - 1
     assert _all_finite(r), (r.residuals, r.objective, r.V_final)
 
 
