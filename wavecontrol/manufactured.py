@@ -398,7 +398,7 @@ ORDER_CASES = (
 def order_checks(Ns=(24, 48, 96, 192), tau_final: float = 1.0, backend: str = "numpy"):
     """Manufactured-solution checks of every transport scheme and of the balance (19)–(20).
 
-    Returns a list of ``{"name", "passed", "value", "bound"}``: ``value`` is the observed order
+    Returns a list of ``{"name", "passed", "value", "bound", "relation"}``: ``value`` is the observed order
     between the two finest grids (≥ bound to pass), or, for the round-off check, the max-abs
     error (≤ bound to pass).
     """
@@ -408,13 +408,14 @@ def order_checks(Ns=(24, 48, 96, 192), tau_final: float = 1.0, backend: str = "n
         for what, orders in (("order", study.orders), ("balance order", study.balance_orders)):
             value = float(orders[-1])
             checks.append({"name": f"manufactured {label} ν={nu:g}: {what}",
-                           "passed": bool(value >= bound), "value": value, "bound": bound})
+                           "passed": bool(value >= bound), "value": value, "bound": bound,
+                           "relation": ">="})
     for nu in (1.0, 2.0):
         worst = max(run("characteristic", nu, N, solution="characteristic", tau_final=tau_final,
                         backend=backend).error for N in Ns)
         checks.append({"name": f"manufactured characteristic ν={nu:g}: exact to round-off",
                        "passed": bool(worst <= ROUNDOFF_BOUND), "value": worst,
-                       "bound": ROUNDOFF_BOUND})
+                       "bound": ROUNDOFF_BOUND, "relation": "<="})
     return checks
 
 

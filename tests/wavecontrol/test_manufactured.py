@@ -139,12 +139,13 @@ def test_order_checks_all_pass_and_are_well_formed():
     names = [c["name"] for c in checks]
     assert len(names) == len(set(names)) == 2 * len(mf.ORDER_CASES) + 2
     for c in checks:
-        assert set(c) == {"name", "passed", "value", "bound"}
+        assert set(c) == {"name", "passed", "value", "bound", "relation"}
         assert c["passed"], c
+        # the relation printed by `wavecontrol verify` is the one the check applies
         if "round-off" in c["name"]:
-            assert c["value"] <= c["bound"]
+            assert c["relation"] == "<=" and c["value"] <= c["bound"]
         else:
-            assert c["value"] >= c["bound"]
+            assert c["relation"] == ">=" and c["value"] >= c["bound"]
 
 
 def test_invalid_options_are_refused():
