@@ -136,33 +136,39 @@ def run(n=4, m=2, N=1000, T=2.0, courant=1.0, steps=500, numpy_steps=60, repeats
 def profile(n=4, m=2, N=1000, T=2.0, repeats=7, calls=200, quiet=False):
     """Thread CPU µs of the compiled pieces one consistent-form upwind step calls, by count.
 
-    Times the helpers of :mod:`wavecontrol.kernels` that ``affine_run`` calls once per step
-    (residuals), four times (Θ products for a, b, a', b'; sums of squares for V and V') and
-    twice (the homogeneous transport for the ledger), on the same problem; the rest of the step
-    is its own loops (update, ledger sums, copies). Returns a list of (piece, calls per step,
-    µs per call); pieces whose helper no longer exists are left out.
+    Times the helpers of :mod:`wavecontrol.kernels` that the consistent loop calls once per
+    step (residuals, the update, the source sums of the ledger, the port) and twice (the
+    homogeneous transport of a and b for the ledger), on node-last arrays of the same problem
+    with Θ = I; the rest of the step is its own loops (boundary resets, boundary sums, sums of
+    squares). Returns a list of (piece, calls per step, µs per call); a piece whose helper no
+    longer exists is left out.
     """
     import problems
-    from wavecontrol import kernels
-    from wavecontrol.metric import Metric
-    from wavecontrol.schemes import transport_kernel
+    from wavecontrol import kernels as K
 
     problem = problems.random_lqr(n=n, m=m, N=N, T=T)
     A, Bm, c, Q, R, Qf, gf, x_in = problem.kernel_data()
-    met = Metric(1.0, n, N)
     rng = np.random.default_rng(0)
-    u, v = rng.random((2, 1, N + 1, n))
-    th = rng.random((N, m))
-    out, r_x, r_l = (np.empty_like(u) for _ in range(3))
-    r_t, tmp, tm = np.empty_like(th), np.empty(n), np.empty(m)
+    X, L, X1, L1, RX, RL, UB, VB = (rng.random((1, n, N + 1)) for _ in range(8))
+    TH, TH1, RT = (rng.random((m, N)) for _ in range(3))
+    G, QX = np.empty((n, N)), np.empty((1, n, N))
+    T1, RC, RC2 = (np.empty((n, N + 1)) for _ in range(3))
+    S1, S2, S3, SD = (np.empty(N + 1) for _ in range(4))
+    prob = (K._layers_last(A), K._layers_last_T(A), K._layers_last(Bm), K._layers_last_T(Bm),
+            np.ascontiguousarray(c.T), K._layers_last(Q), K._layers_last(R), Qf, gf, x_in)
+    At, AtT = prob[0], prob[1]
     pieces = [("residuals (eqs. 53-56, 59)", 1, "_residuals",
-               (A, Bm, c, Q, Qf, gf, R, x_in, u, v, th, r_x, r_l, r_t, tmp, tm)),
-              ("Theta products (a, b, a', b')", 4, "_apply_nodes", (met.theta, u, out, False)),
-              ("sums of squares (V, V')", 4, "_sumsq", (u,)),
-              ("transport for the ledger", 2, None, (u, out, 0, 1.0, 1))]
+               (*prob, X, L, TH, RX, RL, RT, G, QX)),
+              ("update x', lambda'", 1, "_consistent_update",
+               (0, 1.0, At, AtT, X, L, RX, RL, G, QX, X1, L1, T1, RC, RC2)),
+              ("transport of a, b for the ledger", 2, "_transport",
+               (X, UB, 0, 1.0, K.RIGHT, T1[0], SD)),
+              ("source sums of the ledger", 1, "_consistent_sums",
+               (X, L, UB, VB, X1, L1, S1, S2, S3)),
+              ("port theta' = theta - eta r_theta", 1, "_theta_step", (TH, RT, 0.01, TH1))]
     rows = []
     for name, count, attr, args in pieces:
-        fn = transport_kernel if attr is None else getattr(kernels, attr, None)
+        fn = getattr(K, attr, None)
         if fn is None:
             continue
         fn(*args)
