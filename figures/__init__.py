@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 #: figure name → module (in the order of the README)
-FIGURES = {"energy": "figures.fig_energy"}
+FIGURES = {"energy": "figures.fig_energy", "worldsheet": "figures.fig_worldsheet"}
 
 
 def make_figures(out_dir, quick: bool = True, only=None) -> dict:
