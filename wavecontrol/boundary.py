@@ -57,10 +57,8 @@ def effort_entering_implicit(w_plus, theta, theta_inv, grad, hvp, tol=1e-15, max
         xN = (s @ theta_inv.T) / SQRT2
         G = s - 2.0 * w_plus + SQRT2 * grad(xN) @ theta_inv
         cols = [hvp(xN, np.broadcast_to(theta_inv[:, j] / SQRT2, xN.shape)) for j in range(n)]
-        new = np.empty_like(s)
-        for b in range(s.shape[0]):
-            H = np.stack([col[b] for col in cols], axis=1)
-            new[b] = s[b] - np.linalg.solve(np.eye(n) + SQRT2 * theta_inv.T @ H, G[b])
+        H = np.stack(cols, axis=2)                      # (B, n, n): ∇²ℓ Θ^{-1}/√2 per row
+        new = s - np.linalg.solve(np.eye(n) + SQRT2 * theta_inv.T @ H, G[..., None])[..., 0]
         change = float(np.abs(new - s).max())
         s = new
         if change <= tol * max(1.0, float(np.abs(s).max())):

@@ -66,6 +66,59 @@ class Metric:
         #: whether every Θ_k is diagonal (kernels then use the diagonal alone)
         self.is_diagonal = kind in ("scalar", "diagonal")
         self.spec = arr
+        # diagonals (N + 1, n) for the transforms: the same numbers as the matrix products
+        self._d = np.diagonal(mats, axis1=1, axis2=2).copy() if self.is_diagonal else None
+        self._d_inv = (np.diagonal(self.theta_inv, axis1=1, axis2=2).copy()
+                       if self.is_diagonal else None)
+
+    @classmethod
+    def from_blocks(cls, blocks) -> "Metric":
+        """Metric of a varying-width layout from one Θ_k per node.
+
+        ``blocks`` lists N + 1 entries, each a scalar (Θ_k = s I), a diagonal (n_k,) or a
+        matrix (n_k, n_k); they are padded to the field width n = max n_k with the identity on
+        the padding, so that every Θ_k acts on node k's own components only.
+        """
+        mats = [np.atleast_1d(np.asarray(b, dtype=float)) for b in blocks]
+        if len(mats) < 2:
+            raise ValueError(f"metric: from_blocks needs N + 1 >= 2 blocks, got {len(mats)}")
+        sizes = [m.shape[0] if m.size > 1 else None for m in mats]
+        n = max([s for s in sizes if s is not None] or [1])
+        out = np.broadcast_to(np.eye(n), (len(mats), n, n)).copy()
+        for k, m in enumerate(mats):
+            if m.ndim > 2 or (m.ndim == 2 and m.shape[0] != m.shape[1]):
+                raise ValueError(f"metric: block {k} must be a scalar, a diagonal or a square "
+                                 f"matrix, got shape {m.shape}")
+            if m.size == 1:
+                out[k] *= float(m[0])
+            else:
+                nk = m.shape[0]
+                out[k, :nk, :nk] = np.diag(m) if m.ndim == 1 else m
+        return cls(out, n, len(mats) - 1)
+
+    def check_widths(self, widths) -> "Metric":
+        """Return self if every Θ_k is block-diagonal for node k's padding, else raise.
+
+        With zero-padded varying widths (``widths`` the n_k), Θ_k must not mix node k's first
+        n_k components with its padding; otherwise the padding would not stay zero.
+        """
+        widths = np.asarray(widths)
+        key = tuple(widths.tolist())
+        if getattr(self, "_checked", None) == key:
+            return self
+        if widths.size != self.N + 1 or widths.max() != self.n:
+            raise ValueError(f"metric: built for width {self.n} and N = {self.N}, but the "
+                             f"problem has widths {widths.tolist()}")
+        if not self.is_diagonal:
+            for k, nk in enumerate(widths):
+                off = (np.abs(self.theta[k, :nk, nk:]).max(initial=0.0)
+                       + np.abs(self.theta[k, nk:, :nk]).max(initial=0.0))
+                if off != 0:
+                    raise ValueError(f"metric: Θ_{k} mixes node {k}'s {nk} components with "
+                                     "its zero padding; on varying widths every Θ_k must be "
+                                     "block-diagonal (use Metric.from_blocks)")
+        self._checked = key
+        return self
 
     def describe(self) -> str:
         """Short text, e.g. ``scalar 2.0`` or ``diagonal``."""
@@ -76,18 +129,26 @@ class Metric:
     # -- transforms on arrays of shape (..., N + 1, n) --------------------------------------
     def apply(self, v):
         """Θ_k v_k."""
+        if self.is_diagonal:
+            return v * self._d
         return np.einsum("kij,...kj->...ki", self.theta, v)
 
     def apply_inv(self, v):
         """Θ_k^{-1} v_k."""
+        if self.is_diagonal:
+            return v * self._d_inv
         return np.einsum("kij,...kj->...ki", self.theta_inv, v)
 
     def apply_T(self, v):
         """Θ_kᵀ v_k."""
+        if self.is_diagonal:
+            return v * self._d
         return np.einsum("kji,...kj->...ki", self.theta, v)
 
     def apply_invT(self, v):
         """Θ_k^{-T} v_k."""
+        if self.is_diagonal:
+            return v * self._d_inv
         return np.einsum("kji,...kj->...ki", self.theta_inv, v)
 
     def to_waves(self, x, lam):

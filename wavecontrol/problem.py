@@ -9,6 +9,12 @@ NumPy twin of the τ-step needs; a problem of a family with compiled kernels als
 
 Shapes (constant width n, parameter size m per layer, batch B):
 ``x`` is ``(B, N + 1, n)``, ``lam`` likewise, ``theta`` is ``(N, m)``, ``x_in`` is ``(B, n)``.
+
+Varying widths n_k are zero-padded to ``n = max_k n_k``: node k owns the first n_k components
+of its row and its other components are zero in every field and every method's output (the
+layer maps ignore them as inputs). Layers whose parameter sizes m_k differ pad θ_k to
+``m = max_k m_k`` the same way (the padded entries get a zero residual and so never move).
+docs/theory.md, "Width changes", shows that both formulations leave the padding at zero.
 """
 
 from __future__ import annotations
@@ -29,8 +35,8 @@ class LayeredProblem:
         Node widths and batch size.
     dt, T : float
         Depth step and horizon (``T = N dt``).
-    x_in : array (B, n_0)
-        Input state (the flow prescribed at t = 0).
+    x_in : array (B, n)
+        Input state (the flow prescribed at t = 0): node 0's n_0 components, zero-padded.
     theta0 : array (N, m)
         Initial parameters.
     family : str or None
@@ -47,11 +53,16 @@ class LayeredProblem:
         x_in = np.asarray(x_in, dtype=float)
         if x_in.ndim == 1:
             x_in = np.broadcast_to(x_in, (layout.batch, x_in.size)).copy()
-        if x_in.shape != (layout.batch, int(layout.widths[0])):
-            raise ValueError(f"x0 must have shape ({int(layout.widths[0])},) or "
-                             f"({layout.batch}, {int(layout.widths[0])}), got {x_in.shape}")
+        n0, width = int(layout.widths[0]), int(layout.widths.max())
+        if x_in.shape not in ((layout.batch, n0), (layout.batch, width)):
+            raise ValueError(f"x0 must have shape ({n0},) or ({layout.batch}, {n0}), "
+                             f"got {x_in.shape}")
         if not np.all(np.isfinite(x_in)):
             raise ValueError("x0 must be finite")
+        if x_in.shape[1] != width:      # zero-pad node 0 to the field width
+            x_in = np.concatenate([x_in, np.zeros((layout.batch, width - n0))], axis=1)
+        elif np.any(x_in[:, n0:] != 0):
+            raise ValueError(f"x0 has nonzero entries beyond node 0's width {n0}")
         self.x_in = x_in
         theta0 = np.asarray(theta0, dtype=float)
         if theta0.ndim != 2 or theta0.shape[0] != layout.N:
@@ -65,10 +76,14 @@ class LayeredProblem:
 
     @property
     def n(self) -> int:
-        """Width of the nodes (constant-width problems)."""
-        if not self.layout.uniform:
-            raise ValueError("this problem has varying widths; use layout.widths")
-        return int(self.layout.widths[0])
+        """Width of the field arrays: the node width n, or max_k n_k when widths vary (the
+        nodes are then zero-padded; their own widths are ``layout.widths``)."""
+        return int(self.layout.widths.max())
+
+    @property
+    def node_mask(self) -> np.ndarray:
+        """(N + 1, n) array, 1 on the components node k owns and 0 on its padding."""
+        return (np.arange(self.n)[None, :] < self.layout.widths[:, None]).astype(float)
 
     @property
     def m(self) -> int:
