@@ -2,9 +2,12 @@
 
 from .builder import ContinuousProblem, LinearQuadratic, euler_discretize
 from .lqr import lqr, random_lqr
+from .mlp import mlp
+from .neural_ode import neural_ode
+from .pendulum import Pendulum, pendulum
 
 #: name → factory taking the problem's parameters as keyword arguments
-PROBLEMS = {"lqr": lqr}
+PROBLEMS = {"lqr": lqr, "pendulum": pendulum, "neural-ode": neural_ode, "mlp": mlp}
 
 
 def get_problem(name: str, **params):
@@ -15,4 +18,4 @@ def get_problem(name: str, **params):
 
 
 __all__ = ["ContinuousProblem", "LinearQuadratic", "euler_discretize", "lqr", "random_lqr",
-           "PROBLEMS", "get_problem"]
+           "Pendulum", "pendulum", "neural_ode", "mlp", "PROBLEMS", "get_problem"]

@@ -55,6 +55,20 @@ class ContinuousProblem:
         """∇²Φ, shape (..., n, n)."""
         raise NotImplementedError
 
+    # the continuous PMP (what the solve_bvp reference needs) ---------------------------------
+    def argmin_hamiltonian(self, x, lam):
+        """u*(x, λ) = argmin_u H with H = L(x, u) + λᵀ f(x, u): (..., n) → (..., m).
+
+        Subclasses with a closed-form minimizer implement it; the Euler layer's Hamiltonian
+        Δt L + λᵀ(x + Δt f) has the same minimizer, so the forward–backward sweep uses it too.
+        """
+        raise NotImplementedError(f"problem {self.name!r} has no closed-form Hamiltonian "
+                                  "minimizer (argmin_hamiltonian)")
+
+    def costate_rhs(self, x, u, lam):
+        """λ̇ = −∂H/∂x = −(∇_x L + (∂f/∂x)ᵀ λ): (..., n)."""
+        return -(self.L_x(x, u) + np.einsum("...ji,...j->...i", self.jac_x(x, u), lam))
+
 
 class LinearQuadratic(ContinuousProblem):
     """``ẋ = A x + B u``, ``L = ½ xᵀQx + ½ uᵀRu``, ``Φ = ½ xᵀ Q_f x``."""
@@ -108,6 +122,10 @@ class LinearQuadratic(ContinuousProblem):
 
     def Phi_xx(self, x):
         return np.broadcast_to(self.Qf, x.shape[:-1] + (self.n, self.n))
+
+    def argmin_hamiltonian(self, x, lam):
+        """u* = −R⁻¹Bᵀλ (R symmetric): (..., n) → (..., m)."""
+        return -(lam @ self.B) @ np.linalg.inv(self.R)
 
 
 def _as_square(name, M, n):
