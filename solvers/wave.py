@@ -26,6 +26,10 @@ from wavecontrol.result import Status, WaveResult
 from wavecontrol.schemes import SCHEME_CODES
 
 BACKENDS = ("auto", "numba", "numpy")
+#: the history columns of a run: the kernel's, then ``reflection``, the port's ‖b‖² of eq. 70
+#: against the landscape curvature (:mod:`wavecontrol.ports`); the compiled kernels keep no
+#: r_θ, so on the compiled path it is NaN (run ``backend="numpy"`` to record it)
+HISTORY_COLUMNS = HIST_COLUMNS + ("reflection",)
 _COMPILED = {"done": False}
 
 
@@ -98,7 +102,8 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
           max_steps: int = 500_000, tol: float = 1e-10, record_every: int | None = None,
           callback=None, callback_every: int = 10_000, backend: str = "auto",
           allow_unstable: bool = False, divergence_bound: float = 1e12,
-          init="zeros") -> WaveResult:
+          init="zeros", out=None, resume: bool = False, snapshot_every: int | None = None,
+          progress: bool = False) -> WaveResult:
     """Relax the PMP of ``problem`` on the worldsheet until its residuals fall below ``tol``.
 
     Parameters
@@ -137,6 +142,22 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
         the result then holds the fields of the step before, and ``diverged_at = steps + 1``.
     init : ``"zeros"``, ``"forward"`` or a tuple (x, λ, θ)
         Initial fields.
+    out : path, optional
+        Keep the run in this HDF5 file (:mod:`wavecontrol.storage`, ``docs/storage.md``):
+        history, snapshots, the state to resume from (flushed every
+        :data:`solvers.recording.FLUSH_SECONDS`) and the final fields. The file must not exist
+        unless ``resume``.
+    resume : bool
+        Continue the run stored in ``out`` from its last flushed state (a missing file starts
+        a new run). The configuration must equal the stored one except for ``max_steps``,
+        ``tol``, ``backend`` and ``divergence_bound``; ``record_every`` and ``snapshot_every``
+        default to the stored ones. A deterministic run resumed this way ends bit-identical to
+        an uninterrupted one.
+    snapshot_every : int, optional
+        With ``out``: store the wave fields w± every this many τ-steps (0: none); default
+        :func:`solvers.recording.default_snapshot_every`.
+    progress : bool
+        Show a progress bar (tqdm, on stderr): τ-steps, residual, V.
     """
     t_start = time.perf_counter()
     N = problem.N
@@ -156,6 +177,7 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
                              else eta_value)
     else:
         port = get_port(port)
+    port.bind(problem, courant=courant)
     if isinstance(port, ResistivePort):
         cfg = StepConfig(**{**cfg.to_dict(), "eta": port.eta})
     if backend not in BACKENDS:
@@ -169,8 +191,15 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
         raise ValueError(f"max_steps must be an integer >= 0, got {max_steps!r}")
     max_steps = int(max_steps)
     tol = _number("tol", tol, lower=0.0)
+    recorder = None
+    if out is not None or progress or resume:
+        from solvers.recording import RunRecorder
+        recorder = RunRecorder(out, resume=resume, progress=progress,
+                               snapshot_every=snapshot_every)
+    stored = None if recorder is None else recorder.stored
     if record_every is None:
-        record_every = max(1, max_steps // 5000)
+        record_every = (stored.record_every if stored is not None
+                        else max(1, max_steps // 5000))
     if int(record_every) != record_every or record_every < 1:
         raise ValueError(f"record_every must be an integer >= 1, got {record_every!r}")
     if int(callback_every) != callback_every or callback_every < 1:
@@ -178,18 +207,21 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
     divergence_bound = _number("divergence_bound", divergence_bound, lower=0.0)
     met = metric if isinstance(metric, Metric) else Metric(metric, problem.n, N)
 
-    x, lam, theta = _initial_fields(problem, init)
-    if cfg.formulation == "paper":
-        u, v = met.to_waves(x, lam)
-        V0 = energy(u, v, problem.dt)
+    if stored is not None:      # resume: the driver's fields of the stored state
+        u, v, theta, V0 = recorder.initial_state()
     else:
-        u, v = x, lam
-        a, b = met.characteristic(x, lam)
-        V0 = energy(a, b, problem.dt)
+        x, lam, theta = _initial_fields(problem, init)
+        if cfg.formulation == "paper":
+            u, v = met.to_waves(x, lam)
+            V0 = energy(u, v, problem.dt)
+        else:
+            u, v = x, lam
+            a, b = met.characteristic(x, lam)
+            V0 = energy(a, b, problem.dt)
     u, v = np.ascontiguousarray(u), np.ascontiguousarray(v)
     theta = np.ascontiguousarray(theta)
     bound = divergence_bound * max(V0, 1.0)
-    hist = np.full((max_steps // record_every + 1, len(HIST_COLUMNS)), np.nan)
+    hist = np.full((max_steps // record_every + 1, len(HISTORY_COLUMNS)), np.nan)
 
     config = {"formulation": cfg.formulation, "scheme": cfg.scheme, "courant": float(courant),
               "alpha": cfg.source_gain if cfg.formulation == "paper" else None,
@@ -197,7 +229,14 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
               "sources": cfg.sources, "max_steps": max_steps, "tol": tol,
               "record_every": int(record_every), "backend": "numba" if use_numba else "numpy",
               "allow_unstable": bool(allow_unstable), "divergence_bound": divergence_bound,
+              "init": init if isinstance(init, str) else "arrays",
               "problem": problem.config()}
+    step, rows, maxerr = 0, 0, 0.0
+    if recorder is not None:
+        hist, step, rows, maxerr = recorder.begin(
+            problem=problem, metric=met, formulation=cfg.formulation, port=port, config=config,
+            columns=HISTORY_COLUMNS, hist=hist, u=u, v=v, theta=theta, V_initial=V0,
+            max_steps=max_steps)
     compile_time = 0.0
     if use_numba:
         data = problem.kernel_data()
@@ -216,13 +255,15 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
             compile_time = time.perf_counter() - t0
             _COMPILED["done"] = True
 
-    step, rows, maxerr = 0, 0, 0.0
     status, message, diverged_at = Status.MAX_STEPS, "", None
-    res = (math.nan, math.nan, math.nan)
+    res = (math.nan, math.nan, math.nan) if stored is None else stored.residuals
     t_loop = time.perf_counter()
     try:
         while True:
             chunk = min(max_steps - step, callback_every - step % callback_every)
+            if recorder is not None:
+                chunk = recorder.chunk_length(step, chunk)
+            last_res = res
             if use_numba:
                 done, code, rows, err, *res = kernels.affine_run(
                     *args, u, v, theta, step, chunk, tol, record_every, hist, rows, bound,
@@ -231,6 +272,8 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
                 done, code, rows, err, *res = _numpy_run(problem, met, cfg, port, u, v, theta,
                                                          step, chunk, tol, record_every, hist,
                                                          rows, bound)
+            if done == 0 and code == kernels.RUNNING:   # an empty chunk measured nothing
+                res = last_res
             step += done
             maxerr = max(maxerr, err)
             if code == kernels.CONVERGED:
@@ -252,8 +295,18 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
                 if callback(step, info):
                     status, message = Status.INTERRUPTED, f"stopped by callback at τ-step {step}"
                     break
+            if recorder is not None and recorder.chunk_done(step, u, v, theta, hist, rows,
+                                                            maxerr, res):
+                status, message = Status.INTERRUPTED, f"interrupted (Ctrl-C) at τ-step {step}"
+                break
     except KeyboardInterrupt:
+        if recorder is not None:
+            step, rows, maxerr = recorder.rewind(step, u, v, theta, rows, maxerr)
         status, message = Status.INTERRUPTED, f"interrupted (Ctrl-C) at τ-step {step}"
+    except BaseException:
+        if recorder is not None:
+            recorder.close()
+        raise
     wall = time.perf_counter() - t_loop
 
     if cfg.formulation == "paper":
@@ -268,9 +321,16 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
         objective = problem.objective(theta)
     residuals = {"x": float(np.abs(r_x).max()), "lambda": float(np.abs(r_l).max()),
                  "theta": float(np.abs(r_t).max())}
-    history = {name: hist[:rows, j].copy() for j, name in enumerate(HIST_COLUMNS)}
+    history = {name: hist[:rows, j].copy() for j, name in enumerate(HISTORY_COLUMNS)}
     history["step"] = history["step"].astype(np.int64)
     history["tau"] = history["step"] * cfg.courant * problem.dt
+    if recorder is not None:
+        recorder.finish(status=status.value, message=message, diverged_at=diverged_at,
+                        step=step, u=u, v=v, theta=theta, hist=hist, rows=rows,
+                        ledger_max=maxerr, res=tuple(res),
+                        final={"x": x, "lam": lam, "theta": theta, "residuals": residuals,
+                               "objective": objective, "V_final": V_final, "wall_time": wall,
+                               "compile_time": compile_time})
     return WaveResult(status=status, message=message, steps=step, x=x, lam=lam,
                       theta=theta.copy(), residuals=residuals, objective=float(objective),
                       history=history, diverged_at=diverged_at, wall_time=wall,
@@ -289,30 +349,41 @@ def _numpy_run(problem, met, cfg, port, u, v, theta, start, nsteps, tol, record_
         with np.errstate(all="ignore"):
             u1, v1, th1, led, (r_x, r_l, r_t) = step_fn(problem, met, cfg, u, v, theta, port)
         if not (led["V"] <= bound):
+            port.undo()
             return it, kernels.DIVERGED, rows, maxerr, *res
         res = (float(np.abs(r_x).max()), float(np.abs(r_l).max()), float(np.abs(r_t).max()))
         if max(res) <= tol:
             if cfg.formulation != "paper":
+                port.undo()
                 return it, kernels.CONVERGED, rows, maxerr, *res
             # the paper step's residuals are those of the transported fields: confirm on the
             # fields that would be returned
             x, lam = met.from_waves(u, v)
             conf = tuple(float(np.abs(r).max()) for r in problem.residuals(x, lam, theta))
             if max(conf) <= tol:
+                port.undo()
                 return it, kernels.CONVERGED, rows, maxerr, *conf
         bad = not (led["V_next"] <= bound and 0.5 * float(np.sum(th1 * th1)) <= bound)
         err = ledger_error(led)
         if not bad:
             maxerr = max(maxerr, err)
         step = start + it
-        keep = not bad or (math.isfinite(led["V_next"]) and math.isfinite(err))
-        if keep and step % record_every == 0 and rows < hist.shape[0]:
+        due = step % record_every == 0 and rows < hist.shape[0]
+        refl = math.nan
+        if due:
+            with np.errstate(all="ignore"):
+                refl = port.reflection(r_t, th1 - theta)
+        # the diverging step's row is kept only when its numbers are finite
+        keep = not bad or (math.isfinite(led["V_next"]) and math.isfinite(err)
+                           and math.isfinite(refl))
+        if keep and due:
             values = {**led, "step": step, "ledger_error": err, "res_x": res[0],
                       "res_lambda": res[1], "res_theta": res[2],
-                      "objective": problem.objective(theta)}
-            hist[rows] = [values[name] for name in HIST_COLUMNS]
+                      "objective": problem.objective(theta), "reflection": refl}
+            hist[rows] = [values[name] for name in HISTORY_COLUMNS]
             rows += 1
         if bad:
+            port.undo()
             return it, kernels.DIVERGED, rows, maxerr, *res
         u[...], v[...], theta[...] = u1, v1, th1
     return nsteps, kernels.RUNNING, rows, maxerr, *res
@@ -327,4 +398,5 @@ def _number(name, value, lower=None):
     return value
 
 
-__all__ = ["solve", "auto_eta", "hessian_norm", "BACKENDS", "LEDGER_TERMS", "Port"]
+__all__ = ["solve", "auto_eta", "hessian_norm", "BACKENDS", "HISTORY_COLUMNS",
+           "LEDGER_TERMS", "Port"]

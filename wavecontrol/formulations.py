@@ -12,6 +12,11 @@ port. ``lax-wendroff`` adds the Beam–Warming correction ν(ν−1)/2 (r_x,k �
 (mirrored for λ); ``characteristic`` with ν = p + q composes the layer maps along the
 characteristic: x_k ← (1 − q) F^{(p)}(x_{k−p}) + q F^{(p+1)}(x_{k−p−1}).
 
+Varying widths (zero-padded fields, see :mod:`wavecontrol.problem`): the consistent form needs
+no change; the paper form transports across a width-changing link k → k+1 with the transformer
+T_k = Θ_{k+1} J_k Θ_k^{-1} of eqs. 44–46, applied by ``problem.jvp`` and ``problem.vjp_x``
+(J_k at the x_k of the untransported waves), upwind only.
+
 Every step also returns its exact energy ledger (see :mod:`wavecontrol.ledger`).
 """
 
@@ -130,6 +135,8 @@ def consistent_step_numpy(problem, metric: Metric, cfg: StepConfig, x, lam, thet
     ``cfg.eta``.
     """
     nu = cfg.courant
+    if not problem.layout.uniform:
+        metric.check_widths(problem.layout.widths)
     r_x, r_l, r_t = problem.residuals(x, lam, theta)
     x1, l1 = x.copy(), lam.copy()
     if cfg.scheme == "characteristic":
@@ -188,7 +195,7 @@ def consistent_step_numpy(problem, metric: Metric, cfg: StepConfig, x, lam, thet
         "rhs": h * (nu * float(np.sum(a[:, 0] ** 2) - np.sum(b[:, 0] ** 2)
                                + np.sum(b[:, -1] ** 2) - np.sum(a[:, -1] ** 2))
                     + 2.0 * float(np.sum(a[:, 1:] * sa) + np.sum(b[:, :-1] * sb))),
-        "port_power": port.power(r_t),
+        "port_power": port.power(r_t, theta1 - theta),
     }
     return x1, l1, theta1, led, (r_x, r_l, r_t)
 
@@ -196,8 +203,14 @@ def consistent_step_numpy(problem, metric: Metric, cfg: StepConfig, x, lam, thet
 def paper_step_numpy(problem, metric: Metric, cfg: StepConfig, wp, wm, theta, port=None):
     """One step of Algorithm 1; returns (w+', w-', θ', ledger dict, (r_x, r_λ, r_θ))."""
     nu, alpha, dt = cfg.courant, cfg.source_gain, problem.dt
+    junctions = junction_links(problem, metric, cfg)
     wbp, in_p, out_p, d_p = transport_numpy(wp, cfg.scheme, nu, +1)             # (A)
     wbm, in_m, out_m, d_m = transport_numpy(wm, cfg.scheme, nu, -1)
+    if junctions.size:
+        # identity transport of the zero-padded waves: the ledger's reference transport
+        ubp, ubm = wbp, wbm
+        wbp, wbm = transformer_transport(problem, metric, nu, wp, wm, theta, junctions, wbp,
+                                         wbm)
     sp, sm = (wbp, wbm) if cfg.sources == "after" else (wp, wm)
     x, lam = metric.from_waves(sp, sm)                                          # (B)
     r_x, r_l, r_t = problem.residuals(x, lam, theta)                            # (C)
@@ -215,22 +228,70 @@ def paper_step_numpy(problem, metric: Metric, cfg: StepConfig, wp, wm, theta, po
                                               metric.theta_inv[-1], problem.terminal_grad,
                                               problem.terminal_hvp)
     h = 0.5 * dt
+    if junctions.size:
+        # the transformer's increment over the identity shift counts as source (as the layer
+        # maps do in the consistent form): s = w^(C) − ū
+        sp_, sm_ = wp1 - ubp, wm1 - ubm
+        source = h * 2.0 * float(np.sum(ubp * sp_) + np.sum(ubm * sm_))
+        source2 = h * float(np.sum(sp_ * sp_) + np.sum(sm_ * sm_))
+    else:
+        source = -h * 2.0 * alpha * float(np.sum(wbp * Ep) + np.sum(wbm * Em))
+        source2 = h * alpha ** 2 * float(np.sum(Ep * Ep) + np.sum(Em * Em))
     led = {
         "V": energy(wp, wm, dt),
         "V_next": energy(wp2, wm2, dt),
         "boundary_left": h * (in_p + out_m),
         "boundary_right": h * (out_p + in_m),
         "dissipation": h * (d_p + d_m),
-        "source": -h * 2.0 * alpha * float(np.sum(wbp * Ep) + np.sum(wbm * Em)),
-        "source2": h * alpha ** 2 * float(np.sum(Ep * Ep) + np.sum(Em * Em)),
+        "source": source,
+        "source2": source2,
         "reset_left": h * float(np.sum(wp2[:, 0] ** 2) - np.sum(wp1[:, 0] ** 2)),
         "reset_right": h * float(np.sum(wm2[:, -1] ** 2) - np.sum(wm1[:, -1] ** 2)),
         "rhs": h * (nu * float(np.sum(wp[:, 0] ** 2) - np.sum(wm[:, 0] ** 2)
                                + np.sum(wm[:, -1] ** 2) - np.sum(wp[:, -1] ** 2))
                     - 2.0 * alpha * float(np.sum(wp * Ep) + np.sum(wm * Em))),
-        "port_power": port.power(r_t),
+        "port_power": port.power(r_t, theta1 - theta),
     }
     return wp2, wm2, theta1, led, (r_x, r_l, r_t)
+
+
+def junction_links(problem, metric: Metric, cfg: StepConfig) -> np.ndarray:
+    """Indices k of the width-changing links k → k+1 (n_{k+1} ≠ n_k) of ``problem``.
+
+    Checks, for varying widths, that Θ is block-diagonal for the padding and that the paper
+    form's scheme has a transformer transport (upwind, or characteristic with ν ≤ 1, which is
+    the same step); raises ValueError otherwise.
+    """
+    w = problem.layout.widths
+    links = np.flatnonzero(w[1:] != w[:-1])
+    if links.size:
+        metric.check_widths(w)
+        if cfg.scheme == "lax-wendroff" or (cfg.scheme == "characteristic"
+                                            and cfg.courant > 1):
+            raise ValueError(f"scheme {cfg.scheme!r} with courant {cfg.courant:g}: the paper "
+                             "form crosses width changes with the upwind transformer step of "
+                             "eqs. 45–46 only; use scheme 'upwind' (or 'characteristic' with "
+                             "courant <= 1) on varying widths")
+    return links
+
+
+def transformer_transport(problem, metric: Metric, nu, wp, wm, theta, links, wbp, wbm):
+    """Eqs. 45–46 on the links ``links`` (k → k+1), on top of the transported ``wbp, wbm``.
+
+    w̄+_{k+1} = (1 − ν) w+_{k+1} + ν T_k w+_k and w̄-_k = (1 − ν) w-_k + ν T_kᵀ w-_{k+1} with
+    T_k = Θ_{k+1} J_k Θ_k^{-1}; J_k v and J_kᵀ v come from ``problem.jvp`` / ``problem.vjp_x``
+    at the states x of the untransported waves (eq. 39), never formed. Returns new arrays.
+    """
+    th, thi = metric.theta, metric.theta_inv
+    x, _ = metric.from_waves(wp, wm)
+    v = np.einsum("kij,bkj->bki", thi[:-1], wp[:, :-1])                  # Θ_k^{-1} w+_k
+    Tv = np.einsum("kij,bkj->bki", th[1:], problem.jvp(x[:, :-1], theta, v))
+    u = np.einsum("kji,bkj->bki", th[1:], wm[:, 1:])                     # Θ_{k+1}ᵀ w-_{k+1}
+    Tu = np.einsum("kji,bkj->bki", thi[:-1], problem.vjp_x(x[:, :-1], theta, u))
+    wbp, wbm = wbp.copy(), wbm.copy()
+    wbp[:, links + 1] = (1 - nu) * wp[:, links + 1] + nu * Tv[:, links]
+    wbm[:, links] = (1 - nu) * wm[:, links] + nu * Tu[:, links]
+    return wbp, wbm
 
 
 def ledger_error(led: dict) -> float:

@@ -19,8 +19,9 @@ the consistent form — every step's change splits exactly into
 
 These sum to ΔV to round-off. Besides them each step records ``rhs``, the continuous right-hand
 side (19)–(20) times Δτ evaluated on the fields at the start of the step, and ``port_power``,
-the energy the resistive parameter port absorbs (η ‖r_θ‖²), which is not part of ΔV because V
-holds no parameter energy: the port acts on V only through the next step's sources.
+the energy the parameter port absorbs in the step, e·f = −r_θ·(θ' − θ) (η ‖r_θ‖² for the
+resistive port; see :mod:`wavecontrol.ports`), which is not part of ΔV because V holds no
+parameter energy: the port acts on V only through the next step's sources.
 """
 
 LEDGER_TERMS = ("boundary_left", "boundary_right", "dissipation", "source", "source2",

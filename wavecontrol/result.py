@@ -47,6 +47,9 @@ class WaveResult:
         The τ-step whose fields would have left the divergence bound (``steps + 1``).
     wall_time, compile_time : float
         Seconds spent stepping and seconds spent compiling kernels (first call), apart.
+    info : dict
+        Method-specific results beyond the common ones (e.g. the ``solve_bvp`` reference's
+        continuous cost and its gap to the discrete optimum); empty for the wave driver.
     """
 
     status: Status
@@ -65,6 +68,7 @@ class WaveResult:
     ledger_max_rel_error: float = float("nan")
     V_initial: float = float("nan")
     V_final: float = float("nan")
+    info: dict = field(default_factory=dict)
 
     @property
     def success(self) -> bool:
