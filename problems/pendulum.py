@@ -9,14 +9,17 @@ plain quadratic in the angle). Explicit Euler makes it a layered problem (eqs. 6
 Tasks (``target`` upright, ``(π, 0)``, in both):
 
 - ``"stabilize"``: start near upright, ``x0 = (π − 0.1, 0)``; ``T = 1``, ``N = 20``.
-- ``"swing-up"``: start hanging at rest, ``x0 = (0, 0)``; ``T = 2``, ``N = 40``. Non-convex: the
-  zero control is an equilibrium of the dynamics and several swing patterns are stationary.
+- ``"swing-up"``: start hanging at rest, ``x0 = (0, 0)``; ``T = 2``, ``N = 40``.
+
+J is not convex in either task (∇²J has negative eigenvalues, e.g. at the constant control
+θ ≡ 5: −0.44 for swing-up, −0.20 for stabilize), although on the default swing-up L-BFGS reached
+the same stationary point from seven different initial guesses (docs/findings.md).
 
 Both keep Δt = 0.05. The horizon sets the conditioning: the upright equilibrium is unstable
 (rate √(g/l) = 3.1/s), so x_N sees early controls amplified by about e^{√(g/l)(T − t)} and the
-condition number of ∇²J at the optimum grows like e^{5.5 T} (stabilize: 14, 234, 4.1e3, 7.2e4
-at T = 0.5, 1, 1.5, 2; docs/findings.md). First-order methods (backprop, sweep, the wave
-solver) need a number of steps proportional to it.
+condition number of ∇²J at the optimum grows about like e^{5.7 T}, close to e^{2√(g/l) T}
+(stabilize: 14, 234, 4.1e3, 7.2e4 at T = 0.5, 1, 1.5, 2; docs/findings.md). First-order methods
+(backprop, sweep, the wave solver) need a number of steps proportional to it.
 
 Both use ``Q = diag(1, 0.1)``, ``R = 0.1``, ``Q_f = diag(10, 1)``, ``g = 9.81``, ``l = 1``,
 ``m = 1``, ``b = 0.1`` unless overridden.

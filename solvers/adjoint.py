@@ -13,7 +13,7 @@ import numbers
 
 import numpy as np
 
-from wavecontrol.result import Status, WaveResult
+from wavecontrol.result import WaveResult
 
 
 def forward_backward(problem, theta):
@@ -99,4 +99,4 @@ def initial_theta(problem, theta0):
     return th
 
 
-__all__ = ["forward_backward", "locked_result", "Status"]
+__all__ = ["forward_backward", "locked_result", "check_positive", "check_count", "initial_theta"]

@@ -5,8 +5,11 @@ The step has the convention of the wave driver's resistive port (θ ← θ − �
 Z = I/η): the same η means the same update per unit of gradient. The default η is 1/L with L the
 largest curvature of J at θ0 (:func:`solvers.wave.hessian_norm`): that is the wave driver's
 :func:`~solvers.wave.auto_eta` without its delay factor (1 + 2N/ν), because a locked step sees
-the gradient of the current θ at once (delay 0). Hence the wave driver at its default gain needs
-about 1 + 2N/ν times as many τ-steps as this method needs iterations.
+the gradient of the current θ at once (delay 0). Hence the wave driver at its default gain takes
+steps 1 + 2N/ν times smaller; at the *same* η it needs only 1.05–1.16 times the iterations of
+this method on the pendulum (docs/findings.md, "Pendulum and the locked references"). For
+nonlinear problems L at θ0 can underestimate the curvature met later (pendulum swing-up:
+L(θ0) = 0.093, 49 at the solution), and a fixed η = 1/L(θ0) then oscillates; pass η.
 """
 
 from __future__ import annotations

@@ -62,7 +62,9 @@ def solve_bvp_pmp(problem, *, tol: float = 1e-8, max_nodes: int = 100_000, guess
         ``x``, ``lam`` (1, N + 1, n): the continuous solution at t_k; ``theta`` (N, m):
         u*(x(t_k), λ(t_k)); ``residuals``: the *discrete* PMP residuals of these samples (O(Δt),
         not round-off: they measure the discretization, not the BVP solve); ``objective``: the
-        discrete J of the sampled controls; ``steps``: solve_bvp's iterations. ``info`` has
+        discrete J of the sampled controls; ``steps``: solve_bvp's iterations; ``history``:
+        one row for the end (solve_bvp reports nothing per iteration); ``wall_time`` includes
+        computing the reference. ``info`` has
         ``continuous_cost`` (Φ(x(T)) + ∫L, Gauss–Legendre on the final mesh),
         ``max_rms_residual``, ``mesh_nodes``, ``sol`` (the dense solution, a callable of t) and,
         with a reference, ``gap``: max-abs distances ``theta``, ``x``, ``lambda`` at the nodes,
@@ -81,6 +83,9 @@ def solve_bvp_pmp(problem, *, tol: float = 1e-8, max_nodes: int = 100_000, guess
         if reference != "auto":
             raise ValueError(f"reference must be 'auto', a WaveResult or None, got {reference!r}")
         reference = _discrete_optimum(problem)
+    elif reference is not None and not isinstance(reference, WaveResult):
+        raise ValueError(f"reference must be 'auto', a WaveResult or None, got "
+                         f"{type(reference).__name__}")
     t_nodes = np.linspace(0.0, T, N + 1)
     y_guess = _guess(problem, guess if guess is not None else reference)
 
@@ -119,9 +124,12 @@ def solve_bvp_pmp(problem, *, tol: float = 1e-8, max_nodes: int = 100_000, guess
     else:
         status = Status.MAX_STEPS
         message = f"solve_bvp did not converge (status {sol.status}): {sol.message}"
+    history = {"step": np.array([sol.niter], dtype=np.int64),
+               "objective": np.array([objective]), "grad_norm": np.array([residuals["theta"]]),
+               "max_rms_residual": np.array([info["max_rms_residual"]])}
     return WaveResult(status=status, message=message, steps=int(sol.niter), x=x, lam=lam,
                       theta=theta, residuals=residuals, objective=float(objective),
-                      wall_time=time.perf_counter() - t0,
+                      history=history, wall_time=time.perf_counter() - t0,
                       config={"method": "solve_bvp", "tol": tol, "max_nodes": max_nodes,
                               "problem": problem.config()}, info=info)
 

@@ -63,6 +63,7 @@ def solve_lbfgs(problem, *, tol: float = 1e-10, max_iter: int = 10_000, memory: 
     t0 = time.perf_counter()
     last = {}
     count = {"evaluations": 0}
+    hist = {"step": [], "objective": [], "grad_norm": []}
 
     def fun(z):
         th = z.reshape(shape)
@@ -79,7 +80,6 @@ def solve_lbfgs(problem, *, tol: float = 1e-10, max_iter: int = 10_000, memory: 
         hist["objective"].append(J)
         hist["grad_norm"].append(float(np.abs(g).max()))
 
-    hist = {"step": [], "objective": [], "grad_norm": []}
     record(theta.ravel())
     z = theta.ravel().copy()
     messages, iters, status = [], 0, Status.MAX_STEPS
@@ -98,8 +98,9 @@ def solve_lbfgs(problem, *, tol: float = 1e-10, max_iter: int = 10_000, memory: 
         if float(np.abs(last["passes"][2]).max()) <= tol:
             break
     passes = last["passes"] if np.array_equal(last.get("z"), z) else None
-    gnorm = float(np.abs(passes[2] if passes else forward_backward(problem, z.reshape(shape))[2])
-                  .max())
+    if passes is None:
+        passes = forward_backward(problem, z.reshape(shape))
+    gnorm = float(np.abs(passes[2]).max())
     if gnorm <= tol:
         status = Status.CONVERGED
         message = (f"max|grad J| = {gnorm:.3g} <= tol = {tol:g} after {iters} iterations "

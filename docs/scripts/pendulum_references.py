@@ -7,13 +7,16 @@ Prints, as Markdown tables:
    finite-difference Hessian of the exact gradient at the L-BFGS minimizer;
 2. every method on the two default pendulum problems and on the small ones the tests use:
    L-BFGS, the forward–backward sweep, backprop gradient descent (η = 1/L at θ0, and η = the
-   wave driver's auto gain with the wave run's tolerance 1e-8), solve_bvp (continuous optimum) and the consistent wave solver
-   (upwind, ν = 1, η = auto, NumPy backend): status, objective, iterations or τ-steps, wall time;
+   wave driver's auto gain with the wave run's tolerance 1e-8), solve_bvp (continuous optimum)
+   and the consistent wave solver (upwind, ν = 1, η = auto, NumPy backend): status, objective,
+   iterations or τ-steps, wall time;
 3. the gap between the continuous optimum (solve_bvp) and the discrete one (L-BFGS) under
    refinement, with the observed orders;
-4. stationary points of the swing-up reached by L-BFGS from several initial guesses;
+4. stationary points of the swing-up reached by L-BFGS from several initial guesses, and the
+   smallest Hessian eigenvalue at constant controls (non-convexity);
 5. the sweep's relaxation control on the default LQR: halving only (what ships) against halving
-   with recovery (ω doubled after 20 accepted sweeps, up to its start).
+   with recovery (ω doubled after 20 accepted sweeps, up to its start);
+6. L-BFGS on the LQRs with and without the restarts on the gradient-integrated objective.
 
 Usage::
 
@@ -28,7 +31,7 @@ import time
 
 import numpy as np
 
-from problems import lqr, pendulum
+from problems import lqr, pendulum, random_lqr
 from solvers.adjoint import forward_backward
 from solvers.backprop import solve_backprop
 from solvers.bvp import solve_bvp_pmp
@@ -157,6 +160,14 @@ def swing_up_stationary_points():
         print(f"| {name} | {r.status.value} | {r.objective:.10g} | {r.steps} | "
               f"({r.x[0, -1, 0]:.3f}, {r.x[0, -1, 1]:.3f}) | {np.abs(r.theta).max():.3g} |",
               flush=True)
+    print("\nNon-convexity: extreme eigenvalues of the Hessian of J at constant controls\n")
+    print("| task | theta = | lambda_min | lambda_max |")
+    print("|---|---|---|---|")
+    for task in ("swing-up", "stabilize"):
+        q = pendulum(task)
+        for c in (0.0, -5.0, 5.0):
+            ev = np.linalg.eigvalsh(hessian(q, np.full(q.theta0.shape, c)))
+            print(f"| {task} | {c:+g} | {ev[0]:.4g} | {ev[-1]:.4g} |", flush=True)
 
 
 def sweep_relaxation():
@@ -166,7 +177,8 @@ def sweep_relaxation():
     mini = hamiltonian_minimizer(p)
     rho = relaxation_scale(p, mini, p.theta0)
     print(f"rho = {rho:.5g}: stable for omega < 2/rho = {2 / rho:.4g}\n")
-    print("| control | omega start | status | sweeps | rejected | omega end | max abs theta error |")
+    print("| control | omega start | status | sweeps | rejected | omega end | "
+          "max abs theta error |")
     print("|---|---|---|---|---|---|---|")
     for omega in ("auto", 0.5):
         r = solve_sweep(p, omega=omega, tol=1e-11, max_iter=20_000)
@@ -191,8 +203,22 @@ def sweep_relaxation():
           f"{np.abs(theta - ref.theta).max():.2g} |")
 
 
+def lbfgs_polish():
+    print("\n## 6. L-BFGS on the LQRs: without and with the gradient-integrated restarts\n")
+    print("| problem | restarts | status | iterations | max abs grad | max abs theta error | "
+          "scipy messages |")
+    print("|---|---|---|---|---|---|---|")
+    for name, p in (("default", lqr()), ("random", random_lqr(n=4, m=2, seed=0))):
+        ref = discrete_riccati(p)
+        for restarts in (0, 5):
+            r = solve_lbfgs(p, tol=1e-11, restarts=restarts)
+            print(f"| {name} | {restarts} | {r.status.value} | {r.steps} | "
+                  f"{r.residuals['theta']:.2g} | {np.abs(r.theta - ref.theta).max():.2g} | "
+                  f"{'; '.join(m.strip() for m in r.info['scipy_messages'])} |", flush=True)
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description="Measure the pendulum and the locked references.")
     ap.add_argument("--quick", action="store_true", help="skip the long wave runs")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
@@ -201,6 +227,7 @@ def main(argv=None):
     gap_orders()
     swing_up_stationary_points()
     sweep_relaxation()
+    lbfgs_polish()
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     return 0
 

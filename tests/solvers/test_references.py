@@ -6,7 +6,7 @@ Tolerances, and why:
 - LQR, every discrete reference vs Riccati, max-abs in θ, x and λ: ≤ 1e-8. The references stop
   at max|∇J| ≤ tol = 1e-11; θ − θ* = H⁻¹∇J and the smallest Hessian eigenvalue is ≥ Δt·R = 0.01
   on the default LQR (0.005 on the random one), so |θ − θ*| ≤ 1e-11/0.005 = 2e-9 (measured
-  9.3e-10; L-BFGS 1.7e-10); x and λ are smooth maps of θ with gains ≤ 1.
+  ≤ 9.3e-10); x and λ are smooth maps of θ with gains ≤ 1.
 - Adjoint gradient vs central differences (h = 1e-4): relative 2-norm error ≤ 1e-7; the
   truncation h²|J'''|/6 and the cancellation eps|J|/h are ≤ 1e-9 here (measured ≤ 5e-11).
 - solve_bvp on LQR vs the Riccati ODE (solve_ivp, rtol 1e-11) at the nodes: ≤ 1e-8 with the BVP
@@ -32,7 +32,7 @@ from solvers.backprop import default_eta, solve_backprop
 from solvers.bvp import solve_bvp_pmp
 from solvers.lbfgs import solve_lbfgs
 from solvers.riccati import continuous_riccati, discrete_riccati
-from solvers.sweep import relaxation_scale, hamiltonian_minimizer, solve_sweep
+from solvers.sweep import hamiltonian_minimizer, relaxation_scale, solve_sweep
 from solvers.wave import solve
 from wavecontrol.result import Status, WaveResult
 
@@ -270,6 +270,7 @@ def test_bad_input(method, kwargs, message):
     ({"tol": 0.0}, r"tol must be a finite number > 0"),
     ({"max_nodes": 1}, r"max_nodes must be an integer >= 2, got 1"),
     ({"reference": "riccati"}, r"reference must be 'auto', a WaveResult or None"),
+    ({"reference": 3.0}, r"reference must be 'auto', a WaveResult or None, got float"),
     ({"guess": (np.zeros((3, 2)), np.zeros((3, 2))), "reference": None},
      r"guess x and lam must have shape \(21, 2\)"),
 ])
