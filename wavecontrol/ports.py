@@ -299,6 +299,8 @@ class Port:
 
     def set_state(self, state: dict) -> None:
         """Restore a :meth:`state` (after :meth:`bind`); the continuation is bit-identical."""
+        if state:
+            self._shape()
         want = self._initial_state()
         if set(state) != set(want):
             raise ValueError(f"port {self.name!r} state must have the keys {sorted(want)}, "
@@ -333,6 +335,12 @@ class Port:
                                  np.asarray(r_theta, dtype=float), self._state)
         self._previous, self._state = self._state, new
         return theta1
+
+    def step(self, theta, r_theta, state=None):
+        """The pure step: (θ', new state) from ``state`` (default: the current one), leaving
+        the port unchanged (for looking ahead, e.g. a snapshot's reflection)."""
+        return self._step(np.asarray(theta, dtype=float), np.asarray(r_theta, dtype=float),
+                          self._state if state is None else state)
 
     def _step(self, theta, r_theta, state):
         raise NotImplementedError

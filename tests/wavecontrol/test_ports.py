@@ -13,7 +13,6 @@ import pytest
 
 from problems import lqr, pendulum, random_lqr
 from solvers.wave import HISTORY_COLUMNS, auto_eta, solve
-from wavecontrol._jit import jit_disabled
 from wavecontrol.kernels import HIST_COLUMNS
 from wavecontrol.ports import (PORTS, AdaptivePort, Curvature, InductivePort, NewtonPort,
                                ResistivePort, curvature_matrix, gauss_newton_product, get_port,
@@ -261,10 +260,9 @@ def test_reflection_history_column(p10):
     r = solve(p10, eta=0.02, max_steps=20, record_every=5, tol=0.0, backend="numpy")
     assert set(r.history) == set(HISTORY_COLUMNS) | {"tau"}
     assert np.all(np.isfinite(r.history["reflection"])) and np.all(r.history["reflection"] >= 0)
-    if not jit_disabled():
-        c = solve(p10, eta=0.02, max_steps=20, record_every=5, tol=0.0, backend="numba")
-        assert np.all(np.isnan(c.history["reflection"]))
-        np.testing.assert_allclose(c.history["port_power"], r.history["port_power"], rtol=1e-12)
+    c = solve(p10, eta=0.02, max_steps=20, record_every=5, tol=0.0, backend="numba")
+    assert np.all(np.isnan(c.history["reflection"]))
+    np.testing.assert_allclose(c.history["port_power"], r.history["port_power"], rtol=1e-12)
 
 
 # ------------------------------------------------------------------------------------------
@@ -360,7 +358,10 @@ def test_state_matches_the_returned_fields_after_convergence():
 def test_undo_and_reset(p10, rng):
     port = AdaptivePort().bind(p10)
     th, r = rng.normal(size=(10, 1)), rng.normal(size=(10, 1))
-    port.update(th, r)
+    # the pure step looks ahead without touching the state
+    ahead, new = port.step(th, r)
+    assert int(new["count"]) == 1 and int(port.state()["count"]) == 0
+    np.testing.assert_array_equal(port.update(th, r), ahead)
     s1 = port.state()
     port.update(th, 2 * r)
     port.undo()
