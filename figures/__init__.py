@@ -13,7 +13,9 @@ import time
 from pathlib import Path
 
 #: figure name → module (in the order of the README)
-FIGURES = {"energy": "figures.fig_energy", "worldsheet": "figures.fig_worldsheet"}
+FIGURES = {"energy": "figures.fig_energy", "stability": "figures.fig_stability",
+           "worldsheet": "figures.fig_worldsheet", "convergence": "figures.fig_convergence",
+           "reflection": "figures.fig_reflection"}
 
 
 def make_figures(out_dir, quick: bool = True, only=None) -> dict:

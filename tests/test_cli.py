@@ -94,3 +94,15 @@ def test_demo_writes_energy_figure(tmp_path, capsys):
     assert code == 0 and png.exists()
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "converged" in out and "ledger closes" in out
+    # the demo also writes the stability figure; on the default LQR prediction and experiment
+    # agree everywhere on the quick grids (no disagreement: docs/findings.md)
+    assert (tmp_path / "fig_stability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out.count("disagree on 0,") == 2
+
+
+def test_figures_command_writes_the_named_figure(tmp_path, capsys):
+    code, out, _ = run(capsys, "figures", "--quick", "--only", "energy", "--out", str(tmp_path))
+    assert code == 0 and (tmp_path / "energy_balance.png").exists()
+    assert "energy" in out
+    code, _, err = run(capsys, "figures", "--only", "nope", "--out", str(tmp_path))
+    assert code == 2 and "unknown figure" in err
