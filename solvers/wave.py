@@ -117,8 +117,8 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
     alpha : float, optional
         Source gain of the paper form (default α = ν).
     eta : float or ``"auto"``
-        Gain of the resistive port (ignored when ``port`` is given); ``"auto"`` is
-        :func:`auto_eta`.
+        Gain of the resistive port (``port`` None or ``"gd"``; ignored for another port);
+        ``"auto"`` is :func:`auto_eta`.
     port : Port or str, optional
         A parameter port object or registry name.
     metric : float, array (n,), (n, n) or (N + 1, n, n)
@@ -161,6 +161,9 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
     """
     t_start = time.perf_counter()
     N = problem.N
+    if isinstance(port, str) and port == "gd":
+        # the resistive port by name takes its gain from ``eta`` (default: auto), like no port
+        port = None
     if eta == "auto" and port is None:
         eta_value = None
     else:

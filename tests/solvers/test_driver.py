@@ -301,3 +301,15 @@ def test_backends_agree_with_batch_and_offsets(form, scheme, term):
     for u, v in ((a.x, b.x), (a.lam, b.lam), (a.theta, b.theta), (a.objective, b.objective)):
         assert np.abs(np.asarray(u) - v).max() <= 1e-12 * max(1.0, np.abs(v).max())
     assert a.ledger_max_rel_error <= 1e-10 and b.ledger_max_rel_error <= 1e-10
+
+
+def test_resistive_port_by_name_uses_eta_and_auto_gain():
+    """port="gd" is the default port: it takes η from ``eta`` ("auto" by default) rather than
+    the port class's default gain 1, which diverges on the default LQR. Same run to the bit."""
+    p = lqr(N=6)
+    a = solve(p, port="gd", max_steps=300, tol=0.0)
+    b = solve(p, max_steps=300, tol=0.0)
+    assert a.config["port"] == b.config["port"]
+    assert np.array_equal(a.theta, b.theta)
+    c = solve(p, port="gd", eta=0.02, max_steps=300, tol=0.0)
+    assert c.config["port"]["eta"] == 0.02
