@@ -35,3 +35,22 @@ def make_figures(out_dir, quick: bool = True, only=None) -> dict:
         info = importlib.import_module(FIGURES[name]).main(out, quick=quick)
         done[name] = {**info, "seconds": time.perf_counter() - t0}
     return done
+
+
+def save(fig, out_dir, name: str, numbers: dict) -> dict:
+    """Write ``fig`` as ``out_dir/name.png``; the ``{"path", "numbers"}`` a figure returns."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    path = Path(out_dir) / f"{name}.png"
+    fig.savefig(path, dpi=110)
+    return {"path": str(path), "numbers": numbers}
+
+
+def script(main, doc: str) -> None:
+    """The command line of a figure module run as a script: ``[--out DIR] [--full]``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--out", default=".", help="output folder (default: here)")
+    ap.add_argument("--full", action="store_true", help="longer runs (default: quick)")
+    a = ap.parse_args()
+    print(main(a.out, quick=not a.full))

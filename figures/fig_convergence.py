@@ -13,7 +13,6 @@ Run: ``python figures/fig_convergence.py [--out DIR] [--full]``.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from matplotlib.figure import Figure
 if __package__ in (None, ""):                # run as a script: make the package importable
     import sys
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from figures import save, script  # noqa: E402
 from figures._port_runs import runs  # noqa: E402
 
 NAME = "convergence"
@@ -59,14 +59,8 @@ def main(out_dir=".", quick: bool = True) -> dict:
     ax.set_ylabel("max-abs PMP residual (wave) / ‖∇J‖∞ (locked)")
     ax.legend(fontsize=7)
     ax.set_title("Convergence on LQR: parameter ports vs locked references", fontsize=10)
-    path = Path(out_dir) / f"{NAME}.png"
-    fig.savefig(path, dpi=110)
-    return {"path": str(path), "numbers": numbers}
+    return save(fig, out_dir, NAME, numbers)
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=".")
-    ap.add_argument("--full", action="store_true")
-    a = ap.parse_args()
-    print(main(a.out, quick=not a.full))
+    script(main, __doc__)

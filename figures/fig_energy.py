@@ -16,7 +16,6 @@ Run: ``python figures/fig_energy.py [--out DIR] [--full]``.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import SymmetricalLogLocator
 
 from wavecontrol.ledger import LEDGER_TERMS
+
+if __package__ in (None, ""):                # run as a script: make the package importable
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from figures import save, script  # noqa: E402
 
 NAME = "energy_balance"
 
@@ -99,14 +103,8 @@ def figure(runs) -> Figure:
 def main(out_dir=".", quick: bool = True) -> dict:
     """Write ``energy_balance.png`` into ``out_dir``; return the path and the numbers."""
     runs = _runs(quick)
-    path = Path(out_dir) / f"{NAME}.png"
-    figure(runs).savefig(path, dpi=110)
-    return {"path": str(path), "numbers": {label: numbers(r) for label, r in runs}}
+    return save(figure(runs), out_dir, NAME, {label: numbers(r) for label, r in runs})
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=".")
-    ap.add_argument("--full", action="store_true", help="longer runs (default: quick)")
-    a = ap.parse_args()
-    print(main(a.out, quick=not a.full))
+    script(main, __doc__)

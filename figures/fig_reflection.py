@@ -11,7 +11,6 @@ Run: ``python figures/fig_reflection.py [--out DIR] [--full]``.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from matplotlib.figure import Figure
 if __package__ in (None, ""):                # run as a script: make the package importable
     import sys
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from figures import save, script  # noqa: E402
 from figures._port_runs import runs  # noqa: E402
 
 NAME = "reflection"
@@ -47,14 +47,8 @@ def main(out_dir=".", quick: bool = True) -> dict:
     ax.legend(fontsize=8)
     ax.set_title("Reflection at the parameter ports (LQR, consistent form, upwind, ν = 1)",
                  fontsize=10)
-    path = Path(out_dir) / f"{NAME}.png"
-    fig.savefig(path, dpi=110)
-    return {"path": str(path), "numbers": numbers}
+    return save(fig, out_dir, NAME, numbers)
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=".")
-    ap.add_argument("--full", action="store_true")
-    a = ap.parse_args()
-    print(main(a.out, quick=not a.full))
+    script(main, __doc__)

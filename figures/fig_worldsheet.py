@@ -16,13 +16,17 @@ Run: ``python figures/fig_worldsheet.py [--out DIR] [--full]``.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+
+if __package__ in (None, ""):                # run as a script: make the package importable
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from figures import save, script  # noqa: E402
 
 NAME = "worldsheet"
 
@@ -119,14 +123,8 @@ def main(out_dir=".", quick: bool = True) -> dict:
                                                   else None)}
     fig.suptitle("The worldsheet: wave energy per node (consistent form, upwind, ν = 1)",
                  fontsize=11)
-    path = Path(out_dir) / f"{NAME}.png"
-    fig.savefig(path, dpi=110)
-    return {"path": str(path), "numbers": numbers}
+    return save(fig, out_dir, NAME, numbers)
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=".")
-    ap.add_argument("--full", action="store_true", help="longer runs (default: quick)")
-    a = ap.parse_args()
-    print(main(a.out, quick=not a.full))
+    script(main, __doc__)
