@@ -622,6 +622,26 @@ def _store(X, L, TH, u, v, theta):
 
 
 @jit
+def _finish(X, L, TH, u, v, theta, RX, RL, RT, steps, code, rows, maxerr, measured):
+    """Copy the node-last fields back into (u, v, θ) and build :func:`affine_run`'s return
+    tuple; the residual norms are those of the last step's residual arrays when ``measured``
+    (else no step has filled them: zeros)."""
+    _store(X, L, TH, u, v, theta)
+    if not measured:
+        return steps, code, rows, maxerr, 0.0, 0.0, 0.0
+    nx, nl, nt = _norms(RX, RL, RT)
+    return steps, code, rows, maxerr, nx, nl, nt
+
+
+@jit
+def _node_last_problem(A, Bm, Q, R, c):
+    """The layer data of the affine family as node-last arrays: Aᵏ, (Aᵏ)ᵀ, Bᵏ, (Bᵏ)ᵀ, Qᵏ, Rᵏ
+    as (rows, cols, N) and c as (n, N)."""
+    return (_layers_last(A), _layers_last_T(A), _layers_last(Bm), _layers_last_T(Bm),
+            _layers_last(Q), _layers_last(R), np.ascontiguousarray(c.T))
+
+
+@jit
 def _close_step(step, V, Vn, bl, br, d, s, s2, rl, rr, rhs, eta, RX, RL, RT, TH, TH1, theta,
                 A, Bm, c, Q, R, Qf, gf, x_in, record_every, hist, rows, div_bound, maxerr):
     """The end of one τ-step, common to both forms: the port update θ' = θ − η r_θ into TH1,
@@ -774,13 +794,7 @@ def _consistent_run(code, explicit, nu, eta, A, Bm, c, Q, R, Qf, gf, x_in, Th, T
     N = N1 - 1
     m = theta.shape[1]
     h = 0.5 * dt
-    At = _layers_last(A)
-    AtT = _layers_last_T(A)
-    Bt = _layers_last(Bm)
-    BtT = _layers_last_T(Bm)
-    Qt = _layers_last(Q)
-    Rt = _layers_last(R)
-    ct = np.ascontiguousarray(c.T)
+    At, AtT, Bt, BtT, Qt, Rt, ct = _node_last_problem(A, Bm, Q, R, c)
     diag, ident, dTh, dTi, Th_, ThT, Ti_, TiT = _metric_data(Th, Ti)
     X = np.empty((B, n, N1))
     L = np.empty((B, n, N1))
@@ -823,16 +837,12 @@ def _consistent_run(code, explicit, nu, eta, A, Bm, c, Q, R, Qf, gf, x_in, Th, T
             V = h * (_sumsq(a) + _sumsq(bb))
         # (V of a later step is the previous step's V_next: the same numbers, same sums)
         if not (V <= div_bound):
-            _store(X, L, TH, u, v, theta)
-            if it == 0:
-                return it, DIVERGED, rows, maxerr, 0.0, 0.0, 0.0
-            nx, nl, nt = _norms(RX, RL, RT)
-            return it, DIVERGED, rows, maxerr, nx, nl, nt
+            return _finish(X, L, TH, u, v, theta, RX, RL, RT, it, DIVERGED, rows, maxerr,
+                           it > 0)
         _residuals(At, AtT, Bt, BtT, ct, Qt, Rt, Qf, gf, x_in, X, L, TH, RX, RL, RT, G, QX)
         if _converged(RX, RL, RT, tol):
-            _store(X, L, TH, u, v, theta)
-            nx, nl, nt = _norms(RX, RL, RT)
-            return it, CONVERGED, rows, maxerr, nx, nl, nt
+            return _finish(X, L, TH, u, v, theta, RX, RL, RT, it, CONVERGED, rows, maxerr,
+                           True)
         _consistent_update(code, nu, At, AtT, X, L, RX, RL, G, QX, X1, L1, T1, RC, RC2)
         for b in range(B):
             for i in range(n):
@@ -881,20 +891,16 @@ def _consistent_run(code, explicit, nu, eta, A, Bm, c, Q, R, Qf, gf, x_in, Th, T
                                         TH1, theta, A, Bm, c, Q, R, Qf, gf, x_in,
                                         record_every, hist, rows, div_bound, maxerr)
         if bad:
-            _store(X, L, TH, u, v, theta)
-            nx, nl, nt = _norms(RX, RL, RT)
-            return it, DIVERGED, rows, maxerr, nx, nl, nt
+            return _finish(X, L, TH, u, v, theta, RX, RL, RT, it, DIVERGED, rows, maxerr,
+                           True)
         X, X1 = X1, X
         L, L1 = L1, L
         a, a1 = a1, a
         bb, b1 = b1, bb
         TH, TH1 = TH1, TH
         V = Vn
-    _store(X, L, TH, u, v, theta)
-    if nsteps == 0:
-        return nsteps, RUNNING, rows, maxerr, 0.0, 0.0, 0.0
-    nx, nl, nt = _norms(RX, RL, RT)
-    return nsteps, RUNNING, rows, maxerr, nx, nl, nt
+    return _finish(X, L, TH, u, v, theta, RX, RL, RT, nsteps, RUNNING, rows, maxerr,
+                   nsteps > 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -988,13 +994,7 @@ def _paper_run(code, explicit, before, nu, alpha, eta, A, Bm, c, Q, R, Qf, gf, x
     N = N1 - 1
     m = theta.shape[1]
     h = 0.5 * dt
-    At = _layers_last(A)
-    AtT = _layers_last_T(A)
-    Bt = _layers_last(Bm)
-    BtT = _layers_last_T(Bm)
-    Qt = _layers_last(Q)
-    Rt = _layers_last(R)
-    ct = np.ascontiguousarray(c.T)
+    At, AtT, Bt, BtT, Qt, Rt, ct = _node_last_problem(A, Bm, Q, R, c)
     diag, ident, dTh, dTi, Th_, ThT, Ti_, TiT = _metric_data(Th, Ti)
     U = np.empty((B, n, N1))
     W = np.empty((B, n, N1))
@@ -1036,11 +1036,8 @@ def _paper_run(code, explicit, before, nu, alpha, eta, A, Bm, c, Q, R, Qf, gf, x
             V = h * (_sumsq(U) + _sumsq(W))
         # (V of a later step is the previous step's V_next: the same numbers, same sums)
         if not (V <= div_bound):
-            _store(U, W, TH, u, v, theta)
-            if it == 0:
-                return it, DIVERGED, rows, maxerr, 0.0, 0.0, 0.0
-            nx, nl, nt = _norms(RX, RL, RT)
-            return it, DIVERGED, rows, maxerr, nx, nl, nt
+            return _finish(U, W, TH, u, v, theta, RX, RL, RT, it, DIVERGED, rows, maxerr,
+                           it > 0)
         in_p, out_p, d_p = _transport(U, UB, code, nu, RIGHT, PS[0], SD)               # (A)
         in_m, out_m, d_m = _transport(W, VB, code, nu, LEFT, PS[0], SD)
         if before:                                                          # (B)
@@ -1056,9 +1053,8 @@ def _paper_run(code, explicit, before, nu, alpha, eta, A, Bm, c, Q, R, Qf, gf, x
             _residuals(At, AtT, Bt, BtT, ct, Qt, Rt, Qf, gf, x_in, EA, EB, TH, CX, CL, CT, G,
                        QX)
             if _converged(CX, CL, CT, tol):
-                _store(U, W, TH, u, v, theta)
-                cx, cl, ct_ = _norms(CX, CL, CT)
-                return it, CONVERGED, rows, maxerr, cx, cl, ct_
+                return _finish(U, W, TH, u, v, theta, CX, CL, CT, it, CONVERGED, rows, maxerr,
+                               True)
         _paper_sources(diag, dTh, Th_, dTi, TiT, alpha, RX, RL, U, W, UB, VB, U1, W1, PS, MS,
                        S1, S2, S3)
         src = _sum(S1)
@@ -1131,18 +1127,14 @@ def _paper_run(code, explicit, before, nu, alpha, eta, A, Bm, c, Q, R, Qf, gf, x
                                         TH1, theta, A, Bm, c, Q, R, Qf, gf, x_in,
                                         record_every, hist, rows, div_bound, maxerr)
         if bad:
-            _store(U, W, TH, u, v, theta)
-            nx, nl, nt = _norms(RX, RL, RT)
-            return it, DIVERGED, rows, maxerr, nx, nl, nt
+            return _finish(U, W, TH, u, v, theta, RX, RL, RT, it, DIVERGED, rows, maxerr,
+                           True)
         U, U1 = U1, U
         W, W1 = W1, W
         TH, TH1 = TH1, TH
         V = Vn
-    _store(U, W, TH, u, v, theta)
-    if nsteps == 0:
-        return nsteps, RUNNING, rows, maxerr, 0.0, 0.0, 0.0
-    nx, nl, nt = _norms(RX, RL, RT)
-    return nsteps, RUNNING, rows, maxerr, nx, nl, nt
+    return _finish(U, W, TH, u, v, theta, RX, RL, RT, nsteps, RUNNING, rows, maxerr,
+                   nsteps > 0)
 
 
 def affine_run(form, code, explicit, before, nu, alpha, eta,
