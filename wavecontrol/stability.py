@@ -393,13 +393,7 @@ def linear_operator(stepmap: StepMap, z0=None, h: float = 6e-6):
         g = stepmap(np.zeros(D))
         ref = max(1.0, float(np.linalg.norm(g)))
 
-        def matvec(v):
-            v = np.asarray(v).reshape(-1)
-            if np.iscomplexobj(v):
-                return matvec(v.real) + 1j * matvec(v.imag)
-            nv = float(np.linalg.norm(v))
-            if nv == 0.0:
-                return np.zeros(D)
+        def real_matvec(v, nv):
             s = ref / nv
             return (stepmap(s * v) - g) / s
     else:
@@ -411,15 +405,17 @@ def linear_operator(stepmap: StepMap, z0=None, h: float = 6e-6):
             raise ValueError(f"z0 must have shape ({D},), got {z0.shape}")
         t = _fd_step(h, z0)
 
-        def matvec(v):
-            v = np.asarray(v).reshape(-1)
-            if np.iscomplexobj(v):
-                return matvec(v.real) + 1j * matvec(v.imag)
-            nv = float(np.linalg.norm(v))
-            if nv == 0.0:
-                return np.zeros(D)
+        def real_matvec(v, nv):
             d = v / nv
             return (stepmap(z0 + t * d) - stepmap(z0 - t * d)) * (nv / (2.0 * t))
+
+    def matvec(v):
+        # complex vectors (from eigs) by linearity; a zero vector maps to zero exactly
+        v = np.asarray(v).reshape(-1)
+        if np.iscomplexobj(v):
+            return matvec(v.real) + 1j * matvec(v.imag)
+        nv = float(np.linalg.norm(v))
+        return np.zeros(D) if nv == 0.0 else real_matvec(v, nv)
 
     return LinearOperator((D, D), matvec=matvec, dtype=float)
 
