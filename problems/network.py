@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from wavecontrol.grid import Layout
+from wavecontrol.netkernels import ACT_CODES, LOSS_CODES
 from wavecontrol.problem import LayeredProblem
 
 
@@ -119,7 +120,7 @@ class NetworkProblem(LayeredProblem):
         Seeds the default θ0 and the choice of the first mini-batch.
     """
 
-    family = None
+    family = "network"
 
     def __init__(self, widths, X, labels, n_classes, *, activation="tanh", loss="mse",
                  weight_decay=0.0, residual=False, dt=1.0, linear_output=False, readout=None,
@@ -247,6 +248,21 @@ class NetworkProblem(LayeredProblem):
     def _pack_grad(self, gW, gb):
         flat = np.concatenate([gW.reshape(self.N, -1), gb, np.zeros((self.N, 1))], axis=1)
         return np.take_along_axis(flat, self._src, axis=1)
+
+    def kernel_data(self):
+        """Codes and arrays for :func:`wavecontrol.netkernels.network_run`.
+
+        Returns ``(w, s, h, act, lin_last, loss, wd, P, targets, x_in)``: the node widths
+        (int64), the layer-map factors s and h, the activation and loss codes, whether the last
+        layer is linear, the weight decay, the read-out (K, n_N), the one-hot targets (B, K)
+        and the unpadded inputs (B, n_0) of the current mini-batch (fresh copies: call again
+        after :meth:`resample`).
+        """
+        w = self.layout.widths.astype(np.int64)
+        return (w, float(self._s), float(self._h), ACT_CODES[self.activation],
+                bool(self._lin[-1]), LOSS_CODES[self.loss], float(self.weight_decay),
+                np.ascontiguousarray(self.readout), self.targets.copy(),
+                np.ascontiguousarray(self.x_in[:, :w[0]]))
 
     # -- the vectorized layer methods (padded; what the wave solver calls) --------------------
     def _pre(self, x, theta):

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from wavecontrol import kernels
+from wavecontrol import kernels, netkernels
 from wavecontrol._jit import jit_disabled
 from wavecontrol.formulations import (StepConfig, consistent_step_numpy, energy,
                                       ledger_error, paper_step_numpy, transport_scheme)
@@ -26,11 +26,41 @@ from wavecontrol.result import Status, WaveResult
 from wavecontrol.schemes import SCHEME_CODES
 
 BACKENDS = ("auto", "numba", "numpy")
+DTYPES = ("float64", "float32")
 #: the history columns of a run: the kernel's, then ``reflection``, the port's ‖b‖² of eq. 70
 #: against the landscape curvature (:mod:`wavecontrol.ports`); the compiled kernels keep no
 #: r_θ, so on the compiled path it is NaN (run ``backend="numpy"`` to record it)
 HISTORY_COLUMNS = HIST_COLUMNS + ("reflection",)
-_COMPILED = {"done": False}
+_COMPILED = set()      # the kernels (family, dtype) this process has compiled or loaded
+
+
+def network_compiled_reason(problem, cfg, port, metric) -> str | None:
+    """Why the compiled network kernel cannot run this setting, or None if it can.
+
+    :func:`wavecontrol.netkernels.network_run` implements the consistent form with upwind
+    transport, the resistive port and a metric Θ_k = c_k I (scalar per node).
+    """
+    if cfg.formulation != "consistent":
+        return f"formulation {cfg.formulation!r} (it implements 'consistent')"
+    if cfg.scheme != "upwind":
+        return f"scheme {cfg.scheme!r} (it implements 'upwind')"
+    if not isinstance(port, ResistivePort):
+        return f"port {port.name!r} (it implements 'gd')"
+    if _node_scalars(problem, metric) is None:
+        return "a metric that is not a scalar per node (Θ_k = c_k I)"
+    return None
+
+
+def _node_scalars(problem, metric):
+    """c_k of a metric Θ_k = c_k I on node k's components, as an (N + 1,) array, or None."""
+    if not metric.is_diagonal:
+        return None
+    d, _ = metric.diagonal
+    c = np.array([d[k, 0] for k in range(problem.N + 1)])
+    for k, nk in enumerate(problem.layout.widths):
+        if np.any(d[k, :nk] != c[k]):
+            return None
+    return c
 
 
 def hessian_norm(problem, iters: int = 60, seed: int = 0) -> float:
@@ -103,7 +133,7 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
           callback=None, callback_every: int = 10_000, backend: str = "auto",
           allow_unstable: bool = False, divergence_bound: float = 1e12,
           init="zeros", out=None, resume: bool = False, snapshot_every: int | None = None,
-          progress: bool = False) -> WaveResult:
+          progress: bool = False, dtype: str = "float64") -> WaveResult:
     """Relax the PMP of ``problem`` on the worldsheet until its residuals fall below ``tol``.
 
     Parameters
@@ -158,6 +188,11 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
         :func:`solvers.recording.default_snapshot_every`.
     progress : bool
         Show a progress bar (tqdm, on stderr): τ-steps, residual, V.
+    dtype : ``"float64"`` or ``"float32"``
+        Working precision of the compiled network kernel (float32 needs it: a network problem,
+        the consistent form, upwind, the resistive port). The fields returned are float64 in
+        both; a float32 run's residuals stall near 1e-7 of the fields' size, so a smaller
+        ``tol`` runs to ``max_steps``. Ledger sums and the history are float64 in both.
     """
     t_start = time.perf_counter()
     N = problem.N
@@ -185,11 +220,24 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
         cfg = StepConfig(**{**cfg.to_dict(), "eta": port.eta})
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
-    compiled_ok = problem.family == "affine" and port.compiled
-    if backend == "numba" and not compiled_ok:
-        raise ValueError(f"backend 'numba' needs an affine problem and a compiled port; got "
-                         f"family {problem.family!r} and port {port.name!r}")
-    use_numba = compiled_ok and backend != "numpy"
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
+    met = metric if isinstance(metric, Metric) else Metric(metric, problem.n, N)
+    family = problem.family
+    if family == "affine":
+        why = None if port.compiled else f"port {port.name!r} (it implements 'gd')"
+    elif family == "network":
+        why = network_compiled_reason(problem, cfg, port, met)
+    else:
+        why = f"problem family {family!r} (compiled: 'affine', 'network')"
+    if backend == "numba" and why is not None:
+        raise ValueError(f"backend 'numba' has no compiled kernel for {why}; use backend "
+                         "'numpy' or 'auto'")
+    use_numba = why is None and backend != "numpy"
+    if dtype == "float32" and not (use_numba and family == "network"):
+        raise ValueError("dtype 'float32' needs the compiled network kernel (a network problem, "
+                         "formulation 'consistent', scheme 'upwind', port 'gd', a scalar "
+                         f"metric, backend 'auto' or 'numba'); here: {why or 'backend numpy'}")
     if int(max_steps) != max_steps or max_steps < 0:
         raise ValueError(f"max_steps must be an integer >= 0, got {max_steps!r}")
     max_steps = int(max_steps)
@@ -208,7 +256,6 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
     if int(callback_every) != callback_every or callback_every < 1:
         raise ValueError(f"callback_every must be an integer >= 1, got {callback_every!r}")
     divergence_bound = _number("divergence_bound", divergence_bound, lower=0.0)
-    met = metric if isinstance(metric, Metric) else Metric(metric, problem.n, N)
 
     if stored is not None:      # resume: the driver's fields of the stored state
         u, v, theta, V0 = recorder.initial_state()
@@ -231,6 +278,7 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
               "port": port.config(), "metric": met.describe(), "termination": cfg.termination,
               "sources": cfg.sources, "max_steps": max_steps, "tol": tol,
               "record_every": int(record_every), "backend": "numba" if use_numba else "numpy",
+              "dtype": dtype,
               "allow_unstable": bool(allow_unstable), "divergence_bound": divergence_bound,
               "init": init if isinstance(init, str) else "arrays",
               "problem": problem.config()}
@@ -241,7 +289,7 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
             columns=HISTORY_COLUMNS, hist=hist, u=u, v=v, theta=theta, V_initial=V0,
             max_steps=max_steps)
     compile_time = 0.0
-    if use_numba:
+    if use_numba and family == "affine":
         data = problem.kernel_data()
         A, Bm, c, Q, R, Qf, gf, x_in = data
         Ti_N = met.theta_inv[-1]
@@ -251,12 +299,39 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
                 cfg.termination == "explicit", cfg.sources == "before", float(cfg.courant),
                 float(cfg.source_gain), float(port.eta), A, Bm, c, Q, R, Qf, gf, x_in,
                 met.theta, met.theta_inv, Mterm)
-        if not _COMPILED["done"] and not jit_disabled():
-            t0 = time.perf_counter()
+
+        def run_chunk(start, n):
+            return kernels.affine_run(*args, u, v, theta, start, n, tol, record_every, hist,
+                                      rows, bound, problem.dt)
+
+        def warm_up():
             kernels.affine_run(*args, u.copy(), v.copy(), theta.copy(), 0, 0, tol,
                                record_every, hist[:0].copy(), 0, bound, problem.dt)
-            compile_time = time.perf_counter() - t0
-            _COMPILED["done"] = True
+    elif use_numba:
+        cm = _node_scalars(problem, met)
+        proto = np.empty(0, dtype=dtype)
+        explicit = cfg.termination == "explicit"
+
+        def run_chunk(start, n):
+            # the mini-batch is read at every chunk: a callback may have drawn a new one
+            return netkernels.network_run(*problem.kernel_data(), cm, float(cfg.courant),
+                                          float(port.eta), explicit, u, v, theta, proto,
+                                          start, n, tol, record_every, hist, rows, bound,
+                                          problem.dt)
+
+        def warm_up():
+            netkernels.network_run(*problem.kernel_data(), cm, float(cfg.courant),
+                                   float(port.eta), explicit, u.copy(), v.copy(), theta.copy(),
+                                   proto, 0, 0, tol, record_every, hist[:0].copy(), 0, bound,
+                                   problem.dt)
+    if use_numba and (family, dtype) not in _COMPILED and not jit_disabled():
+        t0 = time.perf_counter()
+        warm_up()
+        compile_time = time.perf_counter() - t0
+        _COMPILED.add((family, dtype))
+    # the network kernel makes one BLAS call per layer on each thread: BLAS's own threads
+    # would oversubscribe the cores (and make small products 2-4x slower)
+    blas_limit = _blas_one_thread() if use_numba and family == "network" else None
 
     status, message, diverged_at = Status.MAX_STEPS, "", None
     res = (math.nan, math.nan, math.nan) if stored is None else stored.residuals
@@ -268,9 +343,7 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
                 chunk = recorder.chunk_length(step, chunk)
             last_res = res
             if use_numba:
-                done, code, rows, err, *res = kernels.affine_run(
-                    *args, u, v, theta, step, chunk, tol, record_every, hist, rows, bound,
-                    problem.dt)
+                done, code, rows, err, *res = run_chunk(step, chunk)
             else:
                 done, code, rows, err, *res = _numpy_run(problem, met, cfg, port, u, v, theta,
                                                          step, chunk, tol, record_every, hist,
@@ -310,6 +383,9 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
         if recorder is not None:
             recorder.close()
         raise
+    finally:
+        if blas_limit is not None:
+            blas_limit.restore_original_limits()
     wall = time.perf_counter() - t_loop
 
     if cfg.formulation == "paper":
@@ -390,6 +466,12 @@ def _numpy_run(problem, met, cfg, port, u, v, theta, start, nsteps, tol, record_
             return it, kernels.DIVERGED, rows, maxerr, *res
         u[...], v[...], theta[...] = u1, v1, th1
     return nsteps, kernels.RUNNING, rows, maxerr, *res
+
+
+def _blas_one_thread():
+    """Limit every loaded BLAS to one thread until ``.restore_original_limits()``."""
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _number(name, value, lower=None):

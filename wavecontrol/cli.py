@@ -200,7 +200,7 @@ def solve_command(args) -> tuple[dict, object]:
                    termination=args.termination, sources=args.sources, max_steps=args.steps,
                    tol=args.tol, backend=args.backend, allow_unstable=args.allow_unstable,
                    record_every=args.record_every, out=args.out, resume=args.resume,
-                   snapshot_every=args.snapshot_every, progress=progress)
+                   snapshot_every=args.snapshot_every, progress=progress, dtype=args.dtype)
     report = make_report(args.problem, problem, result, full=args.full,
                          reference=args.reference)
     if args.out is not None:
@@ -387,7 +387,8 @@ def _print_show(s, out=None):
       f"{cfg.get('courant'):g}, port {port_text}, metric {cfg.get('metric')}, termination "
       f"{cfg.get('termination')}, sources {cfg.get('sources')}, init {cfg.get('init', '?')}")
     p(f"run          max_steps {cfg.get('max_steps')}, tol {cfg.get('tol'):g}, backend "
-      f"{cfg.get('backend')}, divergence bound {cfg.get('divergence_bound'):g}")
+      f"{cfg.get('backend')} ({cfg.get('dtype', 'float64')}), divergence bound "
+      f"{cfg.get('divergence_bound'):g}")
     status = s["status"]
     if not s["complete"]:
         status = ("running, or stopped without closing the file (killed?): what it flushed "
@@ -588,6 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=500_000, help="maximum number of tau-steps")
     s.add_argument("--tol", type=float, default=1e-10, help="tolerance on the max-abs residuals")
     s.add_argument("--backend", default="auto", choices=("auto", "numba", "numpy"))
+    s.add_argument("--dtype", default="float64", choices=("float64", "float32"),
+                   help="working precision of the compiled network kernel (float32 needs it)")
     s.add_argument("--allow-unstable", action="store_true",
                    help="accept a Courant number outside the scheme's stable range")
     s.add_argument("--json", action="store_true", help="print one JSON document on stdout")

@@ -120,6 +120,14 @@ class Metric:
         self._checked = key
         return self
 
+    @property
+    def diagonal(self):
+        """(Θ_k)_ii as an (N + 1, n) array, and (Θ_k^{-1})_ii likewise; ``None`` unless
+        :attr:`is_diagonal`."""
+        if not self.is_diagonal:
+            return None
+        return self._d, self._d_inv
+
     def describe(self) -> str:
         """Short text, e.g. ``scalar 2.0`` or ``diagonal``."""
         if self.kind == "scalar":

@@ -83,13 +83,15 @@ def frozen_fields(p, theta):
 # --------------------------------------------------------------------------------------------
 # (1) gradient at fixed θ: consistent wave fixed point = backprop = finite differences
 # --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_consistent_wave_gradient_is_backprop_and_fd(case):
+def test_consistent_wave_gradient_is_backprop_and_fd(case, backend):
+    """Both the compiled network kernel and the NumPy twin."""
     p = CASES[case]()
     theta = generic_theta(p)
     res = solve(p, formulation="consistent", courant=1.0, eta=0.0, max_steps=2 * p.N + 2,
-                tol=0.0, init=frozen_fields(p, theta), backend="auto")
-    assert res.config["backend"] == "numpy"
+                tol=0.0, init=frozen_fields(p, theta), backend=backend)
+    assert res.config["backend"] == backend
     assert res.residuals["x"] <= 1e-14 and res.residuals["lambda"] <= 1e-14
     np.testing.assert_array_equal(res.theta, theta)
     r_theta = p.residual_theta(res.x, res.lam, theta)
@@ -273,12 +275,13 @@ def test_metric_must_respect_the_padding(rng):
         met.check_widths([2, 6, 4, 3])
 
 
-def test_backend_auto_is_numpy_and_numba_is_refused():
+def test_backend_auto_is_the_network_kernel_unless_the_setting_has_none():
     p = small_ode(n_samples=8, N=3)
-    res = solve(p, eta=0.0, max_steps=2)
+    assert solve(p, eta=0.0, max_steps=2).config["backend"] == "numba"
+    res = solve(p, eta=0.0, max_steps=2, scheme="lax-wendroff", courant=0.5)
     assert res.config["backend"] == "numpy"
-    with pytest.raises(ValueError, match="backend 'numba' needs an affine problem"):
-        solve(p, eta=0.0, max_steps=2, backend="numba")
+    with pytest.raises(ValueError, match="backend 'numba' has no compiled kernel for scheme"):
+        solve(p, eta=0.0, max_steps=2, backend="numba", scheme="lax-wendroff", courant=0.5)
 
 
 # --------------------------------------------------------------------------------------------
