@@ -12,7 +12,10 @@ training accuracy on the whole data set (``problem.accuracy``) and stops the run
 ``interrupted``) once it reaches ``--target``. With ``--stream B`` the problem holds mini-batches
 of B samples and the callback also draws a new one (``problem.resample``) every ``--every``
 τ-steps: the streaming use the paper's Discussion proposes. Beside each run, plain gradient
-descent with the exact backprop gradient and the same η is timed for reference.
+descent with the exact backprop gradient and the same η is timed for reference, and the
+τ-steps are compared with the light-cone bound: a change of θ reaches the loss and its
+gradient returns to layer 0 no sooner than 2N/ν τ-steps later, so a locked scheme that waits
+for each exact gradient would need 2N/ν τ-steps per gradient-descent step.
 """
 
 from __future__ import annotations
@@ -87,16 +90,23 @@ def main():
         acc = p.accuracy(res.theta)
         print(f"{name}: widths {p.layout.widths.tolist()}, {p.X_pool.shape[0]} samples, "
               f"batch {p.batch}, nu {args.courant:g}, eta {eta:.4g} (auto {base:.4g})")
-        print(f"  wave (consistent, upwind, resistive port): {res.status.value} after "
-              f"{res.steps} tau-steps, {res.wall_time:.1f} s, training accuracy {acc:.4f}, "
-              f"objective {res.objective:.4g}")
+        cone = 2 * p.N / args.courant
+        print(f"  wave (consistent, upwind, resistive port, {res.config['backend']}): "
+              f"{res.status.value} after {res.steps} tau-steps, {res.wall_time:.2f} s, "
+              f"training accuracy {acc:.4f}, objective {res.objective:.4g}")
+        print(f"  light cone: a gradient round trip (x_0 -> loss -> lambda_0) takes 2N/nu = "
+              f"{cone:g} tau-steps; the run used {res.steps / cone:.1f} round trips")
         shown = trace[:: max(1, len(trace) // 8)] + trace[-1:]
         print("  accuracy at tau-steps: " + ", ".join(f"{s}: {a:.3f}" for s, a in shown))
         if not args.stream:
             q = make(name, args.n_samples, None)
             it, wall = train_backprop(q, eta, args.target, args.check, args.max_steps)
             print(f"  backprop gradient descent, same eta: "
-                  f"{'not reached' if it is None else f'{it} steps'}, {wall:.1f} s")
+                  f"{'not reached' if it is None else f'{it} steps'}, {wall:.2f} s")
+            if it is not None:
+                print(f"  locked, one round trip per gradient: {it} x {cone:g} = "
+                      f"{it * cone:g} tau-steps, {it * cone / max(res.steps, 1):.1f}x the "
+                      f"wave's; wave tau-steps per GD step: {res.steps / max(it, 1):.2f}")
 
 
 if __name__ == "__main__":
