@@ -169,7 +169,8 @@ def torch_times(python, depths, dtypes, threads, steps, repeats):
 def run(depths=(8, 32), dtypes=("float32", "float64"), threads=(1, 2), steps=40,
         numpy_steps=3, repeats=5, torch_python=None, quiet=False):
     import numba
-    from threadpoolctl import threadpool_limits
+
+    from wavecontrol.netkernels import blas_single_thread
 
     threads = [t for t in threads if t <= numba.config.NUMBA_NUM_THREADS]
     if not quiet:
@@ -183,7 +184,7 @@ def run(depths=(8, 32), dtypes=("float32", "float64"), threads=(1, 2), steps=40,
     results = []
     old = numba.get_num_threads()
     try:
-        with threadpool_limits(limits=1, user_api="blas"):
+        with blas_single_thread():
             for depth in depths:
                 p = problem(depth)
                 nreset, nrun, nfields = _numpy_runner(p)

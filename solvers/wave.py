@@ -331,7 +331,8 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
         _COMPILED.add((family, dtype))
     # the network kernel makes one BLAS call per layer on each thread: BLAS's own threads
     # would oversubscribe the cores (and make small products 2-4x slower)
-    blas_limit = _blas_one_thread() if use_numba and family == "network" else None
+    blas_limit = (netkernels.blas_single_thread() if use_numba and family == "network"
+                  else None)
 
     status, message, diverged_at = Status.MAX_STEPS, "", None
     res = (math.nan, math.nan, math.nan) if stored is None else stored.residuals
@@ -466,12 +467,6 @@ def _numpy_run(problem, met, cfg, port, u, v, theta, start, nsteps, tol, record_
             return it, kernels.DIVERGED, rows, maxerr, *res
         u[...], v[...], theta[...] = u1, v1, th1
     return nsteps, kernels.RUNNING, rows, maxerr, *res
-
-
-def _blas_one_thread():
-    """Limit every loaded BLAS to one thread until ``.restore_original_limits()``."""
-    from threadpoolctl import threadpool_limits
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _number(name, value, lower=None):
