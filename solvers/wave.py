@@ -1,9 +1,13 @@
 """The wave-PMP relaxation driver: run τ-steps until the PMP residuals vanish.
 
-:func:`solve` is the one entry point. It validates the settings, picks the compiled kernel
-(problem family ``affine`` with a compiled port) or the NumPy twin, loops over chunks of
-τ-steps inside compiled code, returns to Python only for callbacks, and reports a
-:class:`~wavecontrol.result.WaveResult` whose status says how the run ended.
+:func:`solve` is the one entry point. It validates the settings, picks a compiled kernel or
+the NumPy twin, loops over chunks of τ-steps inside compiled code, returns to Python only for
+callbacks, and reports a :class:`~wavecontrol.result.WaveResult` whose status says how the run
+ended. The compiled kernels are :func:`wavecontrol.kernels.affine_run` (problem family
+``affine``: both formulations, three schemes, the resistive port) and
+:func:`wavecontrol.netkernels.network_run` (family ``network``: the consistent form, upwind,
+the resistive port, a metric Θ_k = c_k I; float64 or float32); every other setting takes the
+NumPy twin, and ``backend="numba"`` on such a setting is an error that says why.
 """
 
 from __future__ import annotations
