@@ -346,9 +346,11 @@ def _maxabs2(r, q):
 
 
 @jit_sums
-def _self_sums(c, x, lam, x1, l1, rx, rl, ps):
+def _self_sums(update, c, nu, x, lam, rx, rl, x1, l1, ps):
     """Σa², Σb², Σa'², Σb'², max|r_x|, max|r_λ| of one node's flat blocks (a = c x,
-    b = λ/c); a non-finite residual makes its max infinite."""
+    b = λ/c; a non-finite residual makes its max infinite). With ``update`` it first sets
+    x' = x − ν r_x and λ' = λ − ν r_λ (an interior node) in the same pass, so the stored x', λ'
+    enter the sums; otherwise x', λ' are read as given (the boundary nodes)."""
     ci = 1.0 / c
     a2 = 0.0
     b2 = 0.0
@@ -357,6 +359,9 @@ def _self_sums(c, x, lam, x1, l1, rx, rl, ps):
     rx2 = 0.0
     rl2 = 0.0
     for j in range(x.size):
+        if update:                  # loop-invariant: the compiler moves it out of the loop
+            x1[j] = x[j] - nu * rx[j]
+            l1[j] = lam[j] - nu * rl[j]
         ai = c * np.float64(x[j])
         bi = ci * np.float64(lam[j])
         a1 = c * np.float64(x1[j])
@@ -375,41 +380,6 @@ def _self_sums(c, x, lam, x1, l1, rx, rl, ps):
     ps[_A12] = a12
     ps[_B12] = b12
     # max() may skip a NaN; the sums of squares do not
-    ps[_MRX] = mrx if math.isfinite(rx2) else math.inf
-    ps[_MRL] = mrl if math.isfinite(rl2) else math.inf
-
-
-@jit_sums
-def _update_sums(c, nu, x, lam, rx, rl, x1, l1, ps):
-    """x' = x − ν r_x and λ' = λ − ν r_λ on an interior node, with the sums of
-    :func:`_self_sums` taken in the same pass (the stored x', λ' enter them)."""
-    ci = 1.0 / c
-    a2 = 0.0
-    b2 = 0.0
-    a12 = 0.0
-    b12 = 0.0
-    rx2 = 0.0
-    rl2 = 0.0
-    for j in range(x.size):
-        x1[j] = x[j] - nu * rx[j]
-        l1[j] = lam[j] - nu * rl[j]
-        ai = c * np.float64(x[j])
-        bi = ci * np.float64(lam[j])
-        a1 = c * np.float64(x1[j])
-        b1 = ci * np.float64(l1[j])
-        rxj = np.float64(rx[j])
-        rlj = np.float64(rl[j])
-        a2 += ai * ai
-        b2 += bi * bi
-        a12 += a1 * a1
-        b12 += b1 * b1
-        rx2 += rxj * rxj
-        rl2 += rlj * rlj
-    mrx, mrl = _maxabs2(rx, rl)
-    ps[_A2] = a2
-    ps[_B2] = b2
-    ps[_A12] = a12
-    ps[_B12] = b12
     ps[_MRX] = mrx if math.isfinite(rx2) else math.inf
     ps[_MRL] = mrl if math.isfinite(rl2) else math.inf
 
@@ -504,7 +474,7 @@ def _nodes_pass(w, offs, nu, eta, explicit, loss, cm, P, targets, x_in, theta, X
             ps[j] = 0.0
         if 0 < k < N:
             # interior node: the update and its sums in one pass over the node
-            _update_sums(cm[k], nu, x, lam, rx, rl, x1, l1, ps)
+            _self_sums(True, cm[k], nu, x, lam, rx, rl, x1, l1, ps)
         else:
             if k == 0:
                 for j in range(B * nk):
@@ -525,7 +495,7 @@ def _nodes_pass(w, offs, nu, eta, explicit, loss, cm, P, targets, x_in, theta, X
             else:
                 for j in range(B * nk):
                     l1[j] = lam[j] - nu * rl[j]
-            _self_sums(cm[k], x, lam, x1, l1, rx, rl, ps)
+            _self_sums(False, cm[k], nu, x, lam, rx, rl, x1, l1, ps)
         tmp = np.zeros(4)
         if k >= 1:
             _node_sums(B, nk, w[k - 1], cm[k], cm[k - 1], x, X[offs[k - 1]:sl0], x1, nu, tmp)
