@@ -77,8 +77,9 @@ _F32 = tuple(np.float32(1.0 / math.factorial(j)) for j in range(9))
 _C2, _C3, _C4, _C5, _C6, _C7, _C8 = _F32[2:]
 _ONE32, _TWO32, _M2_32 = np.float32(1.0), np.float32(2.0), np.float32(-2.0)
 
-# per-node partial sums of the ledger (columns of PS)
-(_A2, _B2, _A12, _B12, _DA, _DB, _ABS, _SA2, _ASA, _BBS, _SB2, _BSB, _MRX, _MRL) = range(14)
+# per-node partial sums of the ledger (columns of PS); the four sums of each direction are
+# adjacent, so :func:`_node_sums` adds into a slice of the row
+(_A2, _B2, _A12, _B12, _DA, _ABS, _SA2, _ASA, _DB, _BBS, _SB2, _BSB, _MRX, _MRL) = range(14)
 _NSUMS = 14
 
 
@@ -496,20 +497,12 @@ def _nodes_pass(w, offs, nu, eta, explicit, loss, cm, P, targets, x_in, theta, X
                 for j in range(B * nk):
                     l1[j] = lam[j] - nu * rl[j]
             _self_sums(False, cm[k], nu, x, lam, rx, rl, x1, l1, ps)
-        tmp = np.zeros(4)
-        if k >= 1:
-            _node_sums(B, nk, w[k - 1], cm[k], cm[k - 1], x, X[offs[k - 1]:sl0], x1, nu, tmp)
-            ps[_DA] = tmp[0]
-            ps[_ABS] = tmp[1]
-            ps[_SA2] = tmp[2]
-            ps[_ASA] = tmp[3]
-        if k < N:
-            tmp[:] = 0.0
-            _node_sums(B, nk, w[k + 1], 1.0 / cm[k], 1.0 / cm[k + 1], lam, L[sl1:offs[k + 2]], l1, nu, tmp)
-            ps[_DB] = tmp[0]
-            ps[_BBS] = tmp[1]
-            ps[_SB2] = tmp[2]
-            ps[_BSB] = tmp[3]
+        if k >= 1:      # (ΣΔa², Σā·s, Σs², Σa·s) into ps[_DA:_DA + 4], zero until now
+            _node_sums(B, nk, w[k - 1], cm[k], cm[k - 1], x, X[offs[k - 1]:sl0], x1, nu,
+                       ps[_DA:_DA + 4])
+        if k < N:       # the same for b, against node k + 1, into ps[_DB:_DB + 4]
+            _node_sums(B, nk, w[k + 1], 1.0 / cm[k], 1.0 / cm[k + 1], lam, L[sl1:offs[k + 2]],
+                       l1, nu, ps[_DB:_DB + 4])
             # the parameter port of layer k
             _port_step(eta, theta[k], RT[k], TH1[k], PT[k])
 
