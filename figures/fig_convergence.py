@@ -16,13 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 if __package__ in (None, ""):                # run as a script: make the package importable
     import sys
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from figures import save, script  # noqa: E402
+from wavecontrol.plotting import agg_figure  # noqa: E402
 from figures._port_runs import runs  # noqa: E402
 
 NAME = "convergence"
@@ -35,8 +34,7 @@ def wave_residual(result):
 
 def main(out_dir=".", quick: bool = True) -> dict:
     ports, refs = runs(quick)
-    fig = Figure(figsize=(9, 4.8), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = agg_figure((9, 4.8))
     ax = fig.subplots()
     numbers = {}
     # curves that coincide (gd and momentum at their defaults, sweep and backprop on LQR) are

@@ -19,7 +19,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import SymmetricalLogLocator
 
@@ -29,6 +28,7 @@ if __package__ in (None, ""):                # run as a script: make the package
     import sys
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from figures import save, script  # noqa: E402
+from wavecontrol.plotting import agg_figure  # noqa: E402
 
 NAME = "energy_balance"
 
@@ -66,8 +66,7 @@ def numbers(result) -> dict:
 
 
 def figure(runs) -> Figure:
-    fig = Figure(figsize=(5.2 * len(runs), 7), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = agg_figure((5.2 * len(runs), 7))
     axes = fig.subplots(2, len(runs), squeeze=False, sharex="col")
     for j, (label, r) in enumerate(runs):
         h = r.history

@@ -19,14 +19,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
-from matplotlib.figure import Figure
 
 if __package__ in (None, ""):                # run as a script: make the package importable
     import sys
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from figures import save, script  # noqa: E402
+from wavecontrol.plotting import agg_figure  # noqa: E402
 
 NAME = "worldsheet"
 
@@ -99,8 +98,7 @@ def _problems(quick: bool):
 def main(out_dir=".", quick: bool = True) -> dict:
     """Write ``worldsheet.png`` into ``out_dir``; return the path and the front speeds."""
     cases = _problems(quick)
-    fig = Figure(figsize=(10, 3.6 * len(cases)), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = agg_figure((10, 3.6 * len(cases)))
     axes = fig.subplots(len(cases), 2, squeeze=False)
     numbers = {}
     for i, (label, problem, steps) in enumerate(cases):

@@ -15,6 +15,13 @@ from matplotlib.ticker import SymmetricalLogLocator
 from .ledger import LEDGER_TERMS
 
 
+def agg_figure(figsize) -> Figure:
+    """A constrained-layout figure of ``figsize`` (inches) on its own Agg canvas (no pyplot)."""
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def energy_balance_figure(result, path=None, title=None) -> Figure:
     """Energy balance of a run (Theorem 2.6): V(τ), ΔV against its ledger, and the closure.
 
@@ -26,8 +33,7 @@ def energy_balance_figure(result, path=None, title=None) -> Figure:
     if len(h.get("step", [])) == 0:
         raise ValueError("the result has no history to plot (record_every too large?)")
     step = h["step"] + 1  # log axis: τ-step n is drawn at n + 1
-    fig = Figure(figsize=(8, 9), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = agg_figure((8, 9))
     ax1, ax2, ax3 = fig.subplots(3, 1, sharex=True)
     ax1.plot(step, h["V"], color="k")
     ax1.set_yscale("log")
@@ -101,8 +107,7 @@ def stability_figure(records, path=None, map_records=None, title=None,
                 r["eta"])
         if any(len(v) > 1 for v in etas_per_nu.values()):
             map_records = records
-    fig = Figure(figsize=(8, 9 if map_records else 5), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = agg_figure((8, 9 if map_records else 5))
     axes = fig.subplots(2, 1) if map_records else [fig.subplots(1, 1)]
     ax = axes[0]
     groups = {}
@@ -226,8 +231,7 @@ def worldsheet_figure(run, path=None, title=None) -> Figure:
     from .storage import worldsheet_energy
 
     tau, t, Ep, Em = worldsheet_energy(run)
-    fig = Figure(figsize=(9, 5), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = agg_figure((9, 5))
     axes = fig.subplots(1, 2, sharey=True)
     norm = _log_norm(Ep, Em)
     floor = norm.vmin
@@ -252,8 +256,7 @@ def residuals_figure(run, path=None, title=None) -> Figure:
     if len(h.get("step", ())) == 0:
         raise ValueError(f"{run.path}: the run has no history rows to plot")
     step = np.asarray(h["step"]) + 1
-    fig = Figure(figsize=(8, 6), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = agg_figure((8, 6))
     ax1, ax2 = fig.subplots(2, 1, sharex=True)
     for key, label in (("res_x", "r_x"), ("res_lambda", "r_λ"), ("res_theta", "r_θ")):
         ax1.loglog(step, _positive(h[key]), lw=1.2, label=label)
@@ -287,8 +290,7 @@ def reflection_figure(run, path=None, title=None) -> Figure:
         raise ValueError(f"{run.path}: the run has no reflection record (no snapshots, and the "
                          "compiled backend records no reflection column: run with --backend "
                          "numpy or keep snapshots)")
-    fig = Figure(figsize=(8, 7 if has_snap else 4), layout="constrained")
-    FigureCanvasAgg(fig)
+    fig = agg_figure((8, 7 if has_snap else 4))
     axes = fig.subplots(2, 1) if has_snap else [fig.subplots(1, 1)]
     ax1 = axes[0]
     if has_hist:
