@@ -55,6 +55,20 @@ class ContinuousProblem:
         """∇²Φ, shape (..., n, n)."""
         raise NotImplementedError
 
+    # second derivatives of the costs (the matched port); central differences of the gradients
+    # unless a subclass gives them in closed form
+    def L_xx(self, x, u):
+        """∇²_xx L, shape (..., n, n)."""
+        return _fd_jac(lambda d: self.L_x(x + d, u), x, self.n)
+
+    def L_ux(self, x, u):
+        """∂²L/∂u∂x, shape (..., m, n)."""
+        return _fd_jac(lambda d: self.L_u(x + d, u), x, self.n)
+
+    def L_uu(self, x, u):
+        """∇²_uu L, shape (..., m, m)."""
+        return _fd_jac(lambda d: self.L_u(x, u + d), u, self.m)
+
     # the continuous PMP (what the solve_bvp reference needs) ---------------------------------
     def argmin_hamiltonian(self, x, lam):
         """u*(x, λ) = argmin_u H with H = L(x, u) + λᵀ f(x, u): (..., n) → (..., m).
@@ -123,9 +137,29 @@ class LinearQuadratic(ContinuousProblem):
     def Phi_xx(self, x):
         return np.broadcast_to(self.Qf, x.shape[:-1] + (self.n, self.n))
 
+    def L_xx(self, x, u):
+        return np.broadcast_to(self.Q, x.shape[:-1] + (self.n, self.n))
+
+    def L_ux(self, x, u):
+        return np.zeros(x.shape[:-1] + (self.m, self.n))
+
+    def L_uu(self, x, u):
+        return np.broadcast_to(self.R, x.shape[:-1] + (self.m, self.m))
+
     def argmin_hamiltonian(self, x, lam):
         """u* = −R⁻¹Bᵀλ (R symmetric): (..., n) → (..., m)."""
         return -(lam @ self.B) @ np.linalg.inv(self.R)
+
+
+def _fd_jac(g, z, size, h=1e-5):
+    """Central-difference Jacobian of ``g(d)`` at d = 0 along the last axis of ``z``:
+    (..., rows) per column → (..., rows, size)."""
+    cols = []
+    for j in range(size):
+        d = np.zeros_like(np.broadcast_to(z, np.shape(z)), dtype=float)
+        d[..., j] = h
+        cols.append((g(d) - g(-d)) / (2 * h))
+    return np.stack(cols, axis=-1)
 
 
 def _as_square(name, M, n):
@@ -182,6 +216,19 @@ class EulerProblem(LayeredProblem):
 
     def terminal_hvp(self, xN, v):
         return np.einsum("...ij,...j->...i", self.continuous.Phi_xx(xN), v)
+
+    def layer_jacobians(self, x, theta):
+        c, x0 = self.continuous, x[0]
+        A = np.eye(self.n) + self.dt * c.jac_x(x0, theta)
+        return A, self.dt * np.array(c.jac_u(x0, theta))
+
+    def running_hessians(self, x, theta):
+        c, x0 = self.continuous, x[0]
+        return (self.dt * np.array(c.L_xx(x0, theta)), self.dt * np.array(c.L_ux(x0, theta)),
+                self.dt * np.array(c.L_uu(x0, theta)))
+
+    def terminal_hessian(self, xN):
+        return np.array(self.continuous.Phi_xx(xN[0]))
 
     def _one_layer_map(self, k, xk, theta):
         return xk + self.dt * self.continuous.f(xk, theta[k][None])

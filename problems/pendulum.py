@@ -109,6 +109,15 @@ class Pendulum(ContinuousProblem):
     def L_u(self, x, u):
         return u @ self.R
 
+    def L_xx(self, x, u):
+        return np.broadcast_to(self.Q, x.shape[:-1] + (2, 2))
+
+    def L_ux(self, x, u):
+        return np.zeros(x.shape[:-1] + (1, 2))
+
+    def L_uu(self, x, u):
+        return np.broadcast_to(self.R, x.shape[:-1] + (1, 1))
+
     def Phi(self, x):
         e = x - self.target
         return 0.5 * np.einsum("...i,ij,...j->...", e, self.Qf, e)

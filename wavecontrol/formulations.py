@@ -295,6 +295,8 @@ def transformer_transport(problem, metric: Metric, nu, wp, wm, theta, links, wbp
 
 
 def ledger_error(led: dict) -> float:
-    """|ΔV − Σ terms| / max(V, 1) of one step's ledger."""
-    total = sum(led[t] for t in LEDGER_TERMS)
+    """|ΔV − Σ terms| / max(V, 1) of one step's ledger (the matched port's ``port_power`` is
+    one of the terms when ``led["port_in_V"]``)."""
+    terms = LEDGER_TERMS + (("port_power",) if led.get("port_in_V") else ())
+    total = sum(led[t] for t in terms)
     return abs(led["V_next"] - led["V"] - total) / max(led["V"], 1.0)

@@ -659,9 +659,11 @@ class AdaptivePort(Port):
         return f"AdaptivePort(gain={g}, decay={self.decay:g}, max_ratio={self.max_ratio:g})"
 
 
+from .matched import MatchedPort  # noqa: E402  (it builds on Port, defined above)
+
 #: name → port class
 PORTS = {"gd": ResistivePort, "newton": NewtonPort, "momentum": InductivePort,
-         "adaptive": AdaptivePort}
+         "adaptive": AdaptivePort, "matched": MatchedPort}
 
 
 def get_port(port, **params) -> Port:

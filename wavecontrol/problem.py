@@ -23,6 +23,9 @@ import numpy as np
 
 from .grid import Layout
 
+#: central-difference step of the default cost Hessians (:meth:`LayeredProblem.running_hessians`)
+HESSIAN_FD_STEP = 1e-5
+
 
 class LayeredProblem:
     """Base class: subclasses implement the vectorized layer methods below.
@@ -138,6 +141,59 @@ class LayeredProblem:
     def terminal_hvp(self, xN, v):
         """∇²ℓ(x_N) v: (B, n_N)."""
         raise NotImplementedError
+
+    # -- second-order data (the matched port, :mod:`wavecontrol.matched`) ---------------------
+    # Defaults built from the first-order interface, for batch 1: exact Jacobians from jvp and
+    # vjp_theta on unit vectors, cost Hessians by central differences of the gradients
+    # (step :data:`HESSIAN_FD_STEP`, error O(h²)); problems override them with closed forms.
+    def layer_jacobians(self, x, theta):
+        """A_k = ∂f_k/∂x_k (N, n, n) and B_k = ∂f_k/∂θ_k (N, n, m) at ``x`` (1, N, n)."""
+        N, n, m = self.N, self.n, self.m
+        A = np.empty((N, n, n))
+        Bm = np.empty((N, n, m))
+        e = np.zeros((1, N, n))
+        for j in range(n):
+            e[...] = 0.0
+            e[:, :, j] = 1.0
+            A[:, :, j] = self.jvp(x, theta, e)[0]
+        for i in range(n):
+            e[...] = 0.0
+            e[:, :, i] = 1.0
+            Bm[:, i, :] = self.vjp_theta(x, theta, e)
+        return A, Bm
+
+    def running_hessians(self, x, theta):
+        """∇²R_k at ``x`` (1, N, n): R_xx (N, n, n), R_ux = ∂²R/∂θ∂x (N, m, n), R_uu (N, m, m)."""
+        N, n, m = self.N, self.n, self.m
+        h = HESSIAN_FD_STEP
+        Rxx, Rux = np.empty((N, n, n)), np.empty((N, m, n))
+        Ruu, Rxu = np.empty((N, m, m)), np.empty((N, n, m))
+        for j in range(n):
+            d = np.zeros_like(x)
+            d[:, :, j] = h
+            Rxx[:, :, j] = (self.running_grad_x(x + d, theta)
+                            - self.running_grad_x(x - d, theta))[0] / (2 * h)
+            Rux[:, :, j] = (self.running_grad_theta(x + d, theta)
+                            - self.running_grad_theta(x - d, theta)) / (2 * h)
+        for j in range(m):
+            d = np.zeros_like(theta)
+            d[:, j] = h
+            Ruu[:, :, j] = (self.running_grad_theta(x, theta + d)
+                            - self.running_grad_theta(x, theta - d)) / (2 * h)
+            Rxu[:, :, j] = (self.running_grad_x(x, theta + d)
+                            - self.running_grad_x(x, theta - d))[0] / (2 * h)
+        sym = lambda M: 0.5 * (M + np.swapaxes(M, 1, 2))   # noqa: E731
+        return sym(Rxx), 0.5 * (Rux + np.swapaxes(Rxu, 1, 2)), sym(Ruu)
+
+    def terminal_hessian(self, xN):
+        """∇²ℓ(x_N) (n, n) at ``xN`` (1, n), exact from :meth:`terminal_hvp`."""
+        n = self.n
+        H = np.empty((n, n))
+        for j in range(n):
+            e = np.zeros((1, n))
+            e[0, j] = 1.0
+            H[:, j] = self.terminal_hvp(xN, e)[0]
+        return 0.5 * (H + H.T)
 
     def kernel_data(self):
         """Arrays for the compiled kernels of :attr:`family`."""
@@ -299,6 +355,15 @@ class AffineQuadraticProblem(LayeredProblem):
 
     def _one_layer_vjp(self, k, xk, theta, w):
         return w @ self.A[k]
+
+    def layer_jacobians(self, x, theta):
+        return self.A.copy(), self.B.copy()
+
+    def running_hessians(self, x, theta):
+        return self.Q.copy(), np.zeros((self.N, self.m, self.n)), self.R.copy()
+
+    def terminal_hessian(self, xN):
+        return self.Qf.copy()
 
     def kernel_data(self):
         """Contiguous arrays for the ``affine`` kernels: (A, B, c, Q, R, Qf, gf, x_in)."""

@@ -1,0 +1,280 @@
+"""The matched (Riccati-impedance) port: a τ-step whose backward wave is measured against the
+closed-loop value Hessian P_k (DESIGN.md, "The matched port").
+
+The fields are those of the consistent form, (x, λ, θ = u), plus the port's state P (N + 1, n, n).
+The backward wave is s_k = λ_k − P_k x_k. One application of the local map M (every node at
+once, from its neighbours' values at the start of the step; A_k = ∂f_k/∂x, B_k = ∂f_k/∂u)::
+
+    Q_uu = ∇²_uu R_k + B_kᵀ P_{k+1} B_k + μ_k I,   Q_ux = ∇²_ux R_k + B_kᵀ P_{k+1} A_k
+    û_k      = u_k − Q_uu⁻¹ (∇_u R_k + B_kᵀ (s_{k+1} + P_{k+1} f_k(x_k, u_k)))
+    x̂_{k+1}  = f_k(x_k, û_k),  x̂_0 = x_in
+    λ̂_k      = ∇_x R_k + A_kᵀ (s_{k+1} + P_{k+1} x̂_{k+1})      (A_k, ∇_x R_k at (x_k, û_k))
+    P̂_k      = ∇²_xx R_k + A_kᵀ P_{k+1} A_k − Q_uxᵀ Q_uu⁻¹ Q_ux   (Gauss–Newton)
+    ŝ_k      = λ̂_k − P̂_k x_k;   P̂_N = ∇²ℓ(x_N), ŝ_N = ∇ℓ(x_N) − P̂_N x_N
+
+μ_k is the smallest shift that makes Q_uu's smallest eigenvalue at least :data:`QUU_FLOOR` times
+its largest magnitude (zero whenever Q_uu is already well conditioned and positive definite).
+
+Courant numbers and schemes. The ν = 1 step is M itself. Writing F = (x, u, s, P) for all the
+fields and D(F) = M(F) − F for the defect, the schemes are the consistent form's polynomials in
+the one-node shift with M in its place, so that s and P travel with the same transport as λ::
+
+    upwind          F ← F + ν D(F)
+    lax-wendroff    F ← F + ν D(F) + ½ν(ν−1) (D(M F) − D(F))        (Beam–Warming type)
+    characteristic  F ← (1 − q) M^p(F) + q M^{p+1}(F),   ν = p + q
+
+followed by the boundary resets x_0 = x_in and (implicit termination) P_N = ∇²ℓ(x_N),
+s_N = ∇ℓ(x_N) − P_N x_N at the new x_N; then λ = s + P x. Any fixed point has D = 0, hence is a
+fixed point of M, which is the exact discrete PMP (DESIGN.md). For LQR, M is affine in
+(x, u, s) with a nilpotent linear part once P has settled, so the step's operator is
+G = I + ν(S − I) (upwind) with S nilpotent: its spectrum is {1 − ν}, ρ = |1 − ν|, and at ν = 1
+it is nilpotent (docs/theory.md §11).
+
+Ledger. V = ½ Σ Δt (‖a‖² + ‖b‖²) with a = Θx, b = Θ^{-T}λ as in the consistent form. The change
+splits exactly into the consistent form's terms of the *reference* step (the same scheme
+polynomial applied to the consistent map C: x_k ← f_{k−1}(x_{k−1}), λ_k ← ∇_x R_k + A_kᵀλ_{k+1}
+at fixed u), whose interior increment over the homogeneous transport ā is s_c, and the port's
+increment s_p = a' − ā − s_c: ``port_power`` = ½Δt Σ (2(ā + s_c)·s_p + ‖s_p‖²) (likewise for
+b). For this port ``port_power`` is a ledger term (:data:`MATCHED_LEDGER_TERMS`).
+
+Reflection: ½ Σ_k Δt ‖Θ_k^{-T} s_k‖² in the matched metric Θ_kᵀΘ_k = P_k, i.e.
+½ Σ Δt s_kᵀ P_k⁺ s_k (P_k's eigenvalues floored at :data:`REFLECTION_FLOOR` of the largest);
+for LQR without affine terms s vanishes at the optimum, and so does the reflection.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .ledger import LEDGER_TERMS
+from .ports import Port, _positive
+from .schemes import transport_numpy
+
+#: relative eigenvalue floor of Q_uu (the per-node Levenberg–Marquardt shift μ_k)
+QUU_FLOOR = 1e-8
+#: relative eigenvalue floor of P_k in the reflected-wave energy
+REFLECTION_FLOOR = 1e-12
+#: the ledger terms of a matched step: the consistent form's plus the port's power
+MATCHED_LEDGER_TERMS = LEDGER_TERMS + ("port_power",)
+
+
+class MatchedPort(Port):
+    """The Riccati-impedance port (module docstring). Its state is P (N + 1, n, n).
+
+    Parameters
+    ----------
+    floor : float > 0
+        Relative eigenvalue floor of Q_uu (:data:`QUU_FLOOR`): the shift μ_k makes Q_uu + μ_k I
+        have its smallest eigenvalue ≥ floor × its largest magnitude.
+    """
+
+    name = "matched"
+
+    def __init__(self, floor: float = QUU_FLOOR):
+        super().__init__()
+        self.floor = _positive("floor", floor)
+        self.last_reflection = math.nan
+
+    def _bind(self, problem):
+        check_matched_problem(problem)
+
+    def _initial_state(self):
+        if self.problem is None:
+            return {}
+        n = self.problem.n
+        return {"P": np.zeros((self.problem.N + 1, n, n))}
+
+    def _step(self, theta, r_theta, state):
+        raise ValueError("port 'matched' updates all fields at once: it runs through "
+                         "matched_step_numpy (solve does this), not Port.update")
+
+    def commit(self, P):
+        """Take ``P`` as the new state (undoable like :meth:`Port.update`)."""
+        self._previous, self._state = self._state, {"P": P}
+
+    def reflection(self, r_theta=None, dtheta=None) -> float:
+        """½ Σ Δt s_kᵀ P_k⁺ s_k of the last step's new fields (module docstring)."""
+        return self.last_reflection
+
+    def power(self, r_theta, dtheta=None) -> float:
+        raise ValueError("port 'matched': its power is a ledger term of matched_step_numpy")
+
+    def config(self) -> dict:
+        return {"name": self.name, "floor": self.floor}
+
+    def __repr__(self) -> str:
+        return f"MatchedPort(floor={self.floor:g})"
+
+
+def check_matched_problem(problem) -> None:
+    """ValueError unless ``problem`` has per-node controls: batch 1 and uniform widths."""
+    if problem.batch != 1:
+        raise ValueError(f"port 'matched' needs a control problem with batch 1 (per-node "
+                         f"controls); {problem.name!r} has batch {problem.batch}: use port 'gd'")
+    if not problem.layout.uniform:
+        raise ValueError(f"port 'matched' needs uniform node widths; {problem.name!r} has "
+                         f"widths {list(problem.layout.widths)}")
+
+
+def _sym(M):
+    return 0.5 * (M + np.swapaxes(M, -1, -2))
+
+
+def _floored_inverse(Q, floor):
+    """(Q + μI)⁻¹ for a batch of symmetric Q (K, m, m), μ ≥ 0 the smallest shift giving
+    λ_min ≥ floor · max|λ|; by eigendecomposition. Returns (inverse, μ)."""
+    w, U = np.linalg.eigh(_sym(Q))
+    scale = np.maximum(np.abs(w).max(axis=-1), np.finfo(float).tiny)
+    mu = np.maximum(0.0, floor * scale - w.min(axis=-1))
+    inv = np.einsum("kij,kj,klj->kil", U, 1.0 / (w + mu[:, None]), U)
+    return inv, mu
+
+
+def matched_map(problem, x, u, s, P, floor=QUU_FLOOR):
+    """One application of M (module docstring) to fields x (N+1, n), u (N, m), s (N+1, n),
+    P (N+1, n, n) of batch 1; returns (x̂, û, ŝ, P̂, μ)."""
+    N = problem.N
+    xb = x[None, :-1]
+    A, Bm = problem.layer_jacobians(xb, u)
+    Rxx, Rux, Ruu = problem.running_hessians(xb, u)
+    gu = problem.running_grad_theta(xb, u)
+    f = problem.layer_maps(xb, u)[0]
+    Pn, sn = P[1:], s[1:]
+    PB = np.einsum("kij,kjl->kil", Pn, Bm)
+    Quu = Ruu + np.einsum("kji,kjl->kil", Bm, PB)
+    inv, mu = _floored_inverse(Quu, floor)
+    g = gu + np.einsum("kji,kj->ki", Bm, sn + np.einsum("kij,kj->ki", Pn, f))
+    u1 = u - np.einsum("kij,kj->ki", inv, g)
+    xn = problem.layer_maps(xb, u1)[0]                      # x̂_{k+1} = f_k(x_k, û_k)
+    A1, Bm1 = problem.layer_jacobians(xb, u1)
+    Rxx1, Rux1, _ = problem.running_hessians(xb, u1)
+    gx1 = problem.running_grad_x(xb, u1)[0]
+    lam_hat = gx1 + np.einsum("kji,kj->ki", A1, sn + np.einsum("kij,kj->ki", Pn, xn))
+    Qux = Rux + np.einsum("kji,kjl->kil", Bm, np.einsum("kij,kjl->kil", Pn, A))
+    Qxx = Rxx + np.einsum("kji,kjl->kil", A, np.einsum("kij,kjl->kil", Pn, A))
+    P1 = np.empty_like(P)
+    P1[:-1] = _sym(Qxx - np.einsum("kji,kjl,klm->kim", Qux, inv, Qux))
+    s1 = np.empty_like(s)
+    s1[:-1] = lam_hat - np.einsum("kij,kj->ki", P1[:-1], x[:-1])
+    x1 = np.empty_like(x)
+    x1[0] = problem.x_in[0]
+    x1[1:] = xn
+    PN, sN = _terminal(problem, x[-1])
+    P1[-1], s1[-1] = PN, sN
+    return x1, u1, s1, P1, mu
+
+
+def _terminal(problem, xN):
+    PN = problem.terminal_hessian(xN[None])
+    return PN, problem.terminal_grad(xN[None])[0] - PN @ xN
+
+
+def consistent_map(problem, x, lam, u):
+    """The consistent form's ν = 1 map C at fixed u (the ledger's reference): x̂_k =
+    f_{k−1}(x_{k−1}), x̂_0 = x_in, λ̂_k = ∇_x R_k + A_kᵀ λ_{k+1}, λ̂_N = ∇ℓ(x_N)."""
+    xb = x[None, :-1]
+    x1, l1 = np.empty_like(x), np.empty_like(lam)
+    x1[0] = problem.x_in[0]
+    x1[1:] = problem.layer_maps(xb, u)[0]
+    l1[:-1] = problem.vjp_x(xb, u, lam[None, 1:])[0] + problem.running_grad_x(xb, u)[0]
+    l1[-1] = problem.terminal_grad(x[None, -1])[0]
+    return x1, l1
+
+
+def scheme_polynomial(scheme, nu, fields, apply):
+    """Apply the scheme's polynomial in the map ``apply`` (a function of a tuple of arrays that
+    returns a tuple of the same shapes) to ``fields`` (module docstring)."""
+    F = tuple(fields)
+    if scheme == "upwind":
+        M = apply(F)
+        return tuple(f + nu * (g - f) for f, g in zip(F, M))
+    if scheme == "lax-wendroff":
+        M = apply(F)
+        MM = apply(M)
+        beta = 0.5 * nu * (nu - 1.0)
+        return tuple(f + nu * (g - f) + beta * ((h - g) - (g - f))
+                     for f, g, h in zip(F, M, MM))
+    if scheme == "characteristic":
+        p = int(math.floor(nu))
+        q = nu - p
+        for _ in range(p):
+            F = apply(F)
+        if q == 0.0:
+            return F
+        M = apply(F)
+        return tuple((1.0 - q) * f + q * g for f, g in zip(F, M))
+    raise ValueError(f"unknown scheme {scheme!r}; valid: upwind, lax-wendroff, characteristic")
+
+
+def reflection_energy(s, P, dt, floor=REFLECTION_FLOOR) -> float:
+    """½ Σ_k Δt s_kᵀ P_k⁺ s_k with P_k's eigenvalue magnitudes floored at ``floor`` × max."""
+    w, U = np.linalg.eigh(_sym(P))
+    a = np.abs(w)
+    top = np.maximum(a.max(axis=-1, keepdims=True), np.finfo(float).tiny)
+    a = np.maximum(a, floor * top)
+    c = np.einsum("kji,kj->ki", U, s)
+    return 0.5 * dt * float(np.sum(c * c / a))
+
+
+def matched_step_numpy(problem, metric, cfg, x, lam, theta, port):
+    """One matched τ-step of batch-1 fields x, λ (1, N+1, n), θ (N, m); returns
+    (x', λ', θ', ledger dict, (r_x, r_λ, r_θ)) like
+    :func:`~wavecontrol.formulations.consistent_step_numpy` and commits P' to ``port``."""
+    from .formulations import energy, transport_scheme
+
+    nu = cfg.courant
+    r = problem.residuals(x, lam, theta)
+    P = port._state["P"]
+    x0, l0 = x[0], lam[0]
+    s0 = l0 - np.einsum("kij,kj->ki", P, x0)
+
+    def apply_matched(F):
+        return matched_map(problem, *F, floor=port.floor)[:4]
+
+    x1, u1, s1, P1 = scheme_polynomial(cfg.scheme, nu, (x0, theta, s0, P), apply_matched)
+    x1 = x1.copy()
+    x1[0] = problem.x_in[0]
+    xN = x1[-1] if cfg.termination == "implicit" else x0[-1]
+    P1 = _sym(P1)
+    P1[-1], s1[-1] = _terminal(problem, xN)
+    if cfg.termination == "explicit":
+        s1[-1] = problem.terminal_grad(xN[None])[0] - P1[-1] @ x1[-1]
+    l1 = s1 + np.einsum("kij,kj->ki", P1, x1)
+
+    # the reference consistent step (same scheme polynomial on C) for the ledger split
+    xc, lc = scheme_polynomial(cfg.scheme, nu, (x0, l0),
+                               lambda F: consistent_map(problem, F[0], F[1], theta))
+    dt, h = problem.dt, 0.5 * problem.dt
+    a, b = metric.characteristic(x, lam)
+    a1, b1 = metric.characteristic(x1[None], l1[None])
+    ac, bc = metric.characteristic(xc[None], lc[None])
+    hs = transport_scheme("consistent", cfg.scheme)
+    abar, in_a, out_a, d_a = transport_numpy(a, hs, nu, +1)
+    bbar, in_b, out_b, d_b = transport_numpy(b, hs, nu, -1)
+    sca, scb = ac[:, 1:] - abar[:, 1:], bc[:, :-1] - bbar[:, :-1]
+    spa, spb = a1[:, 1:] - ac[:, 1:], b1[:, :-1] - bc[:, :-1]
+    sa, sb = a1[:, 1:] - abar[:, 1:], b1[:, :-1] - bbar[:, :-1]
+    led = {
+        "V": energy(a, b, dt),
+        "V_next": energy(a1, b1, dt),
+        "boundary_left": h * (in_a + out_b),
+        "boundary_right": h * (out_a + in_b),
+        "dissipation": h * (d_a + d_b),
+        "source": h * 2.0 * float(np.sum(abar[:, 1:] * sca) + np.sum(bbar[:, :-1] * scb)),
+        "source2": h * float(np.sum(sca * sca) + np.sum(scb * scb)),
+        # ā + s_c = a_c: ½Δt Σ (2 a_c·s_p + ‖s_p‖²)
+        "port_power": h * float(np.sum((2.0 * ac[:, 1:] + spa) * spa)
+                                + np.sum((2.0 * bc[:, :-1] + spb) * spb)),
+        "reset_left": h * float(np.sum(a1[:, 0] ** 2) - np.sum(a[:, 0] ** 2)),
+        "reset_right": h * float(np.sum(b1[:, -1] ** 2) - np.sum(b[:, -1] ** 2)),
+        "rhs": h * (nu * float(np.sum(a[:, 0] ** 2) - np.sum(b[:, 0] ** 2)
+                               + np.sum(b[:, -1] ** 2) - np.sum(a[:, -1] ** 2))
+                    + 2.0 * float(np.sum(a[:, 1:] * sa) + np.sum(b[:, :-1] * sb))),
+        "port_in_V": True,
+    }
+    port.commit(P1)
+    with np.errstate(all="ignore"):
+        port.last_reflection = reflection_energy(s1, P1, dt)
+    return x1[None], l1[None], u1, led, r
