@@ -299,10 +299,14 @@ class RunRecorder:
             x, lam = u, v
             wp, wm = met.to_waves(u, v)
         with np.errstate(all="ignore"):
-            r_t = problem.residual_theta(x, lam, theta)
-            theta1, _ = port._step(np.asarray(theta, float), r_t, port.state())
-            b = port.reflected_wave(r_t, theta1 - theta)
-            refl = np.sum(b * b, axis=1)
+            if hasattr(port, "layer_reflection"):
+                # the matched port: its backward wave's energy per node
+                refl = port.layer_reflection(x, lam)
+            else:
+                r_t = problem.residual_theta(x, lam, theta)
+                theta1, _ = port._step(np.asarray(theta, float), r_t, port.state())
+                b = port.reflected_wave(r_t, theta1 - theta)
+                refl = np.sum(b * b, axis=1)
         self.writer.add_snapshot(step, wp, wm, theta, refl)
         self._last_snapshot = step
 

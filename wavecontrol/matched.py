@@ -98,6 +98,14 @@ class MatchedPort(Port):
         """½ Σ Δt s_kᵀ P_k⁺ s_k of the last step's new fields (module docstring)."""
         return self.last_reflection
 
+    def layer_reflection(self, x, lam):
+        """½ Δt s_kᵀ P_k⁺ s_k per node k = 0..N−1 of the fields x, λ (1, N+1, n) with the
+        current P: (N,) (the snapshots' per-layer reflection)."""
+        P = self._state["P"]
+        s = lam[0] - np.einsum("kij,kj->ki", P, x[0])
+        return np.array([reflection_energy(s[k:k + 1], P[k:k + 1], self.problem.dt)
+                         for k in range(self.problem.N)])
+
     def power(self, r_theta, dtheta=None) -> float:
         raise ValueError("port 'matched': its power is a ledger term of matched_step_numpy")
 
