@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 #: ports drawn, in order
-PORTS = ("gd", "newton", "momentum", "adaptive")
+PORTS = ("gd", "newton", "momentum", "adaptive", "matched")
 #: locked references drawn: (label, module, function)
 REFERENCES = (("L-BFGS", "solvers.lbfgs", "solve_lbfgs"),
               ("forward-backward sweep", "solvers.sweep", "solve_sweep"),

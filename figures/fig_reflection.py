@@ -3,8 +3,10 @@
 The runs are those of figure 4 (LQR, consistent form, upwind, ν = 1). ‖b‖² is measured
 against the landscape's curvature as the reference impedance (see wavecontrol/ports.py): a
 port matched to it (Newton, Z = H) reflects nothing once the gradient it receives is exact;
-the resistive port (Z = I/η) reflects the mismatch between I/η and H. Numbers behind it: per
-port the reflection at the last step and its largest value.
+the resistive port (Z = I/η) reflects the mismatch between I/η and H. The matched port
+(Riccati impedance, docs/theory.md §11) reports the energy of its backward wave in the matched
+metric, ½ Σ Δt s_kᵀ P_k⁺ s_k, which vanishes at the LQR optimum. Numbers behind it: per port
+the reflection at the last step and its largest value.
 
 Run: ``python figures/fig_reflection.py [--out DIR] [--full]``.
 """
@@ -36,8 +38,10 @@ def main(out_dir=".", quick: bool = True) -> dict:
         # ‖b‖² is exactly 0 until the gradient has reached the controls (~2N/ν τ-steps): those
         # points are left out of the log plot
         shown = np.where(refl > 0, refl, np.nan)
-        ax.loglog(h["step"] + 1, shown, lw=3.0 if name == "gd" else 1.2,
-                  label=f"port {name} ({r.status.value})")
+        label = f"port {name} ({r.status.value})"
+        if name == "matched":
+            label = f"port matched, ½ΣΔt sᵀP⁺s ({r.status.value})"
+        ax.loglog(h["step"] + 1, shown, lw=3.0 if name == "gd" else 1.2, label=label)
         numbers[name] = {"last": float(refl[-1]), "max": float(np.nanmax(refl)),
                          "status": r.status.value}
     ax.set_xlabel("τ-step + 1")

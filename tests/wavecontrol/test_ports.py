@@ -414,7 +414,7 @@ def test_bad_state_and_unbound_use(p10):
 
 
 def test_registry():
-    assert list(PORTS) == ["gd", "newton", "momentum", "adaptive"]
+    assert list(PORTS) == ["gd", "newton", "momentum", "adaptive", "matched"]
     assert isinstance(reference_curvature(lqr(N=3)), Curvature)
     g = np.ones((3, 1))
     p = lqr(N=3)
