@@ -177,27 +177,36 @@ def consistent_step_numpy(problem, metric: Metric, cfg: StepConfig, x, lam, thet
     dt = problem.dt
     a, b = metric.characteristic(x, lam)
     a1, b1 = metric.characteristic(x1, l1)
-    hs = transport_scheme("consistent", cfg.scheme)
+    led = consistent_ledger(a, b, a1, b1, a1, b1, cfg.scheme, nu, dt)
+    led["port_power"] = port.power(r_t, theta1 - theta)
+    return x1, l1, theta1, led, (r_x, r_l, r_t)
+
+
+def consistent_ledger(a, b, ac, bc, a1, b1, scheme, nu, dt) -> dict:
+    """The consistent form's ledger terms of a step (a, b) → (a1, b1) in the characteristic
+    variables, with (ac, bc) the fields the consistent step itself reaches: its interior
+    increment over the homogeneous transport is the ``source``; a1 − ac (non-zero only for the
+    matched port, :mod:`wavecontrol.matched`) is left to the caller's port term."""
+    h = 0.5 * dt
+    hs = transport_scheme("consistent", scheme)
     abar, in_a, out_a, d_a = transport_numpy(a, hs, nu, +1)
     bbar, in_b, out_b, d_b = transport_numpy(b, hs, nu, -1)
+    sca, scb = ac[:, 1:] - abar[:, 1:], bc[:, :-1] - bbar[:, :-1]
     sa, sb = a1[:, 1:] - abar[:, 1:], b1[:, :-1] - bbar[:, :-1]
-    h = 0.5 * dt
-    led = {
+    return {
         "V": energy(a, b, dt),
         "V_next": energy(a1, b1, dt),
         "boundary_left": h * (in_a + out_b),
         "boundary_right": h * (out_a + in_b),
         "dissipation": h * (d_a + d_b),
-        "source": h * 2.0 * float(np.sum(abar[:, 1:] * sa) + np.sum(bbar[:, :-1] * sb)),
-        "source2": h * float(np.sum(sa * sa) + np.sum(sb * sb)),
+        "source": h * 2.0 * float(np.sum(abar[:, 1:] * sca) + np.sum(bbar[:, :-1] * scb)),
+        "source2": h * float(np.sum(sca * sca) + np.sum(scb * scb)),
         "reset_left": h * float(np.sum(a1[:, 0] ** 2) - np.sum(a[:, 0] ** 2)),
         "reset_right": h * float(np.sum(b1[:, -1] ** 2) - np.sum(b[:, -1] ** 2)),
         "rhs": h * (nu * float(np.sum(a[:, 0] ** 2) - np.sum(b[:, 0] ** 2)
                                + np.sum(b[:, -1] ** 2) - np.sum(a[:, -1] ** 2))
                     + 2.0 * float(np.sum(a[:, 1:] * sa) + np.sum(b[:, :-1] * sb))),
-        "port_power": port.power(r_t, theta1 - theta),
     }
-    return x1, l1, theta1, led, (r_x, r_l, r_t)
 
 
 def paper_step_numpy(problem, metric: Metric, cfg: StepConfig, wp, wm, theta, port=None):

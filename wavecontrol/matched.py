@@ -50,7 +50,6 @@ import numpy as np
 
 from .ledger import LEDGER_TERMS
 from .ports import Port, _positive
-from .schemes import transport_numpy
 
 #: relative eigenvalue floor of Q_uu (the per-node Levenberg–Marquardt shift μ_k)
 QUU_FLOOR = 1e-8
@@ -143,7 +142,6 @@ def _floored_inverse(Q, floor):
 def matched_map(problem, x, u, s, P, floor=QUU_FLOOR):
     """One application of M (module docstring) to fields x (N+1, n), u (N, m), s (N+1, n),
     P (N+1, n, n) of batch 1; returns (x̂, û, ŝ, P̂, μ)."""
-    N = problem.N
     xb = x[None, :-1]
     A, Bm = problem.layer_jacobians(xb, u)
     Rxx, Rux, Ruu = problem.running_hessians(xb, u)
@@ -230,7 +228,7 @@ def matched_step_numpy(problem, metric, cfg, x, lam, theta, port):
     """One matched τ-step of batch-1 fields x, λ (1, N+1, n), θ (N, m); returns
     (x', λ', θ', ledger dict, (r_x, r_λ, r_θ)) like
     :func:`~wavecontrol.formulations.consistent_step_numpy` and commits P' to ``port``."""
-    from .formulations import energy, transport_scheme
+    from .formulations import consistent_ledger
 
     nu = cfg.courant
     r = problem.residuals(x, lam, theta)
@@ -258,30 +256,12 @@ def matched_step_numpy(problem, metric, cfg, x, lam, theta, port):
     a, b = metric.characteristic(x, lam)
     a1, b1 = metric.characteristic(x1[None], l1[None])
     ac, bc = metric.characteristic(xc[None], lc[None])
-    hs = transport_scheme("consistent", cfg.scheme)
-    abar, in_a, out_a, d_a = transport_numpy(a, hs, nu, +1)
-    bbar, in_b, out_b, d_b = transport_numpy(b, hs, nu, -1)
-    sca, scb = ac[:, 1:] - abar[:, 1:], bc[:, :-1] - bbar[:, :-1]
+    led = consistent_ledger(a, b, ac, bc, a1, b1, cfg.scheme, nu, dt)
     spa, spb = a1[:, 1:] - ac[:, 1:], b1[:, :-1] - bc[:, :-1]
-    sa, sb = a1[:, 1:] - abar[:, 1:], b1[:, :-1] - bbar[:, :-1]
-    led = {
-        "V": energy(a, b, dt),
-        "V_next": energy(a1, b1, dt),
-        "boundary_left": h * (in_a + out_b),
-        "boundary_right": h * (out_a + in_b),
-        "dissipation": h * (d_a + d_b),
-        "source": h * 2.0 * float(np.sum(abar[:, 1:] * sca) + np.sum(bbar[:, :-1] * scb)),
-        "source2": h * float(np.sum(sca * sca) + np.sum(scb * scb)),
-        # ā + s_c = a_c: ½Δt Σ (2 a_c·s_p + ‖s_p‖²)
-        "port_power": h * float(np.sum((2.0 * ac[:, 1:] + spa) * spa)
-                                + np.sum((2.0 * bc[:, :-1] + spb) * spb)),
-        "reset_left": h * float(np.sum(a1[:, 0] ** 2) - np.sum(a[:, 0] ** 2)),
-        "reset_right": h * float(np.sum(b1[:, -1] ** 2) - np.sum(b[:, -1] ** 2)),
-        "rhs": h * (nu * float(np.sum(a[:, 0] ** 2) - np.sum(b[:, 0] ** 2)
-                               + np.sum(b[:, -1] ** 2) - np.sum(a[:, -1] ** 2))
-                    + 2.0 * float(np.sum(a[:, 1:] * sa) + np.sum(b[:, :-1] * sb))),
-        "port_in_V": True,
-    }
+    # the port's increment beyond the consistent step: ½Δt Σ (2 a_c·s_p + ‖s_p‖²)
+    led["port_power"] = h * float(np.sum((2.0 * ac[:, 1:] + spa) * spa)
+                                  + np.sum((2.0 * bc[:, :-1] + spb) * spb))
+    led["port_in_V"] = True
     port.commit(P1)
     with np.errstate(all="ignore"):
         port.last_reflection = reflection_energy(s1, P1, dt)
