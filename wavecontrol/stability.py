@@ -23,6 +23,10 @@ Three views of the same question (DESIGN.md, "Stability vs Courant number"):
    predicted rate, and compares: ρ < 1 should give a bounded run, ρ > 1 a diverging one.
    Settings with |ρ − 1| ≤ ``marginal_tol`` are classified ``"marginal"`` and get no verdict.
    Every disagreement is kept in :attr:`SweepResult.disagreements`.
+4. **The matched port.** :func:`matched_operator` builds G of the matched τ-step
+   (:mod:`wavecontrol.matched`) at an LQR fixed point with the port's P frozen there, and
+   :func:`nilpotency_index` measures nilpotency by the powers of G (round-off spreads the
+   eigenvalues of a defective block too far for ``eigvals`` to show it).
 
 Sweep specifications (:func:`parse_values`): ``"A:B:K"`` is K evenly spaced values from A to B,
 ``"a,b,c"`` a list; for η the word ``auto`` (and multiples ``2*auto``, ``0.5auto``) stands for
@@ -1065,3 +1069,114 @@ def format_table(result: SweepResult) -> str:
     for r in result.marginal:
         lines.append(f"  marginal nu {r['courant']:g}, eta {r['eta']:.4g}: {r['note']}")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# 4. the matched port's τ-step at the LQR fixed point
+# --------------------------------------------------------------------------------------------
+def matched_operator(problem, *, scheme: str = "upwind", courant: float = 1.0,
+                     max_steps: int = 20_000) -> np.ndarray:
+    """G of the matched τ-step (:mod:`wavecontrol.matched`) at an LQR problem's fixed point.
+
+    The fixed point comes from ``solvers.wave.solve(problem, port="matched", scheme=...,
+    courant=..., tol=1e-12)`` (imported here: this package does not import :mod:`solvers` at
+    module level); its port state P (N + 1, n, n) is then iterated with the step until it no
+    longer changes (its recursion does not depend on the fields for LQR; ValueError if it does
+    not settle). With P frozen there, the step is affine in z = (x, λ, θ) flattened in that
+    order (x, λ of shape (1, N + 1, n), θ (N, m); d = 2(N + 1)n + Nm), so column j is exactly
+    (to round-off) G e_j = step(z* + e_j) − step(z*), each step taken from the same P. The
+    boundary resets make the x_0 rows zero (x_0 = x_in) and the λ_N rows P_N times the x_N
+    rows (λ_N = ∇ℓ(x_N) at the new x_N, i.e. s_N reset), which adds the eigenvalue 0 with
+    multiplicity 2n. Returns G (d, d). For the theory (docs/theory.md §11) the rest of the
+    spectrum is {1 − ν} (upwind), {(ν − 1)(ν − 2)/2} (lax-wendroff), and ρ = max(0, 1 − ν)
+    (characteristic); G is nilpotent where that value is 0 — see :func:`nilpotency_index`:
+    round-off spreads the eigenvalues of a defective Jordan block of size K by ~eps^(1/K), so
+    ``eigvals`` does not resolve this spectrum (trace(G) / (d − 2n) does, as the mean of the
+    cluster).
+    """
+    from solvers.wave import solve
+
+    from .matched import MatchedPort, matched_step_numpy
+
+    if getattr(problem, "family", None) != "affine":
+        raise ValueError(f"matched_operator needs an affine-quadratic (LQR) problem, got "
+                         f"{getattr(problem, 'name', problem)!r} of family "
+                         f"{getattr(problem, 'family', None)!r}")
+    port = MatchedPort()
+    res = solve(problem, port=port, scheme=scheme, courant=courant, tol=1e-12,
+                max_steps=max_steps, backend="numpy")
+    if not res.success:
+        raise ValueError(f"matched_operator: the fixed point was not reached ({res.message})")
+    cfg = StepConfig(formulation="consistent", scheme=scheme, courant=courant,
+                     allow_unstable=True).validate(problem.N)
+    met = Metric(1.0, problem.n, problem.N)
+    x, lam, theta = (np.array(a, dtype=float) for a in (res.x, res.lam, res.theta))
+    P = np.array(port.state()["P"], dtype=float)
+
+    def step(x, lam, theta, P):
+        port.set_state({"P": P})
+        x1, l1, th1, _, _ = matched_step_numpy(problem, met, cfg, x, lam, theta, port)
+        return x1, l1, th1, np.array(port.state()["P"])
+
+    # settle P at its fixed point (P's recursion is independent of the fields for LQR)
+    scale = max(1.0, float(np.abs(P).max()))
+    for _ in range(max_steps):
+        P1 = step(x, lam, theta, P)[3]
+        change = float(np.abs(P1 - P).max())
+        P = P1
+        if change <= 1e-14 * scale:
+            break
+    else:
+        raise ValueError(f"matched_operator: P did not settle (last change {change:.3g})")
+
+    shapes = (x.shape, lam.shape, theta.shape)
+    sizes = [int(np.prod(s)) for s in shapes]
+    z0 = np.concatenate([x.ravel(), lam.ravel(), theta.ravel()])
+
+    def apply(z):
+        parts = np.split(z, np.cumsum(sizes)[:-1])
+        out = step(*(p.reshape(s) for p, s in zip(parts, shapes)), P)[:3]
+        return np.concatenate([np.ravel(o) for o in out])
+
+    d = z0.size
+    f0 = apply(z0)
+    G = np.empty((d, d))
+    for j in range(d):
+        z = z0.copy()
+        z[j] += 1.0
+        G[:, j] = apply(z) - f0
+    return G
+
+
+def nilpotency_index(G, tol: float = 1e-12):
+    """The smallest n ≤ d with ‖Gⁿ‖₂ ≤ tol · max(1, max_{j<n} ‖G^j‖₂), or None (G is d × d).
+
+    A nilpotent G has ρ = 0 exactly, but ``numpy.linalg.eigvals`` of a round-off perturbed
+    nilpotent Jordan block of size K returns moduli ~eps^(1/K) (1e-16^(1/10) ≈ 0.025, and the
+    matched upwind step at ν = 1 on ``problems.lqr()`` gives 0.36); the powers show the
+    nilpotency directly. ‖G⁰‖₂ = 1 is among the j < n.
+
+    The test is numerical: a G with ρ < 1 also passes once ρⁿ·poly(n) falls below ``tol``
+    (the matched upwind step at ν = 0.8, ρ = 0.2, on ``problems.lqr()`` reports 81, while the
+    nilpotent ν = 1 step reports 2N = 40 with ‖G⁴⁰‖₂ ≈ 3e-16). Read the index against a known
+    bound on the nilpotency index (the light cone 2N + 2 for the matched LQR step). To check
+    that the spectrum is {0, c} rather than {0} (e.g. c = 1 − ν), apply this to G (G − cI),
+    which is nilpotent exactly when every eigenvalue of G is 0 or c.
+    """
+    G = np.asarray(G, dtype=float)
+    if G.ndim != 2 or G.shape[0] != G.shape[1]:
+        raise ValueError(f"G must be square, got shape {G.shape}")
+    d = G.shape[0]
+    if d == 0:
+        return 0
+    best = 1.0
+    Pn = np.eye(d)
+    for n in range(1, d + 1):
+        Pn = G @ Pn
+        s = float(np.linalg.norm(Pn, 2))
+        if not math.isfinite(s):
+            return None
+        if s <= tol * best:
+            return n
+        best = max(best, s)
+    return None
