@@ -287,11 +287,13 @@ class RunRecorder:
     def _snapshot(self, step, u, v, theta):
         """Queue w± (eq. 38) of the current fields and the port's reflection per layer ‖b_k‖²
         (eq. 70, :meth:`~wavecontrol.ports.Port.reflected_wave`) for the step the port takes
-        from them: r_θ of these fields, θ' from the port's pure step with its current state.
+        from them (:meth:`~wavecontrol.ports.Port.layer_reflection`; the matched port gives its
+        backward-wave energy per node instead). For the other ports: r_θ of these fields, θ' from
+        the pure step with the current state.
         In the consistent form that is the step the driver takes next, so the sum over layers
         is the ``reflection`` history column of the same τ-step (NumPy backend); the paper form
         computes its r_θ after transport."""
-        met, problem, port = self._metric, self._problem, self._port
+        met, port = self._metric, self._port
         if self._formulation == "paper":
             wp, wm = u, v
             x, lam = met.from_waves(u, v)
@@ -299,14 +301,7 @@ class RunRecorder:
             x, lam = u, v
             wp, wm = met.to_waves(u, v)
         with np.errstate(all="ignore"):
-            if hasattr(port, "layer_reflection"):
-                # the matched port: its backward wave's energy per node
-                refl = port.layer_reflection(x, lam)
-            else:
-                r_t = problem.residual_theta(x, lam, theta)
-                theta1, _ = port._step(np.asarray(theta, float), r_t, port.state())
-                b = port.reflected_wave(r_t, theta1 - theta)
-                refl = np.sum(b * b, axis=1)
+            refl = port.layer_reflection(x, lam, theta)
         self.writer.add_snapshot(step, wp, wm, theta, refl)
         self._last_snapshot = step
 

@@ -97,13 +97,12 @@ class MatchedPort(Port):
         """½ Σ Δt s_kᵀ P_k⁺ s_k of the last step's new fields (module docstring)."""
         return self.last_reflection
 
-    def layer_reflection(self, x, lam):
+    def layer_reflection(self, x, lam, theta):
         """½ Δt s_kᵀ P_k⁺ s_k per node k = 0..N−1 of the fields x, λ (1, N+1, n) with the
         current P: (N,) (the snapshots' per-layer reflection)."""
-        P = self._state["P"]
-        s = lam[0] - np.einsum("kij,kj->ki", P, x[0])
-        return np.array([reflection_energy(s[k:k + 1], P[k:k + 1], self.problem.dt)
-                         for k in range(self.problem.N)])
+        P = self._state["P"][:-1]
+        s = lam[0, :-1] - np.einsum("kij,kj->ki", P, x[0, :-1])
+        return node_reflection(s, P, self.problem.dt)
 
     def power(self, r_theta, dtheta=None) -> float:
         raise ValueError("port 'matched': its power is a ledger term of matched_step_numpy")
@@ -154,8 +153,7 @@ def matched_map(problem, x, u, s, P, floor=QUU_FLOOR):
     g = gu + np.einsum("kji,kj->ki", Bm, sn + np.einsum("kij,kj->ki", Pn, f))
     u1 = u - np.einsum("kij,kj->ki", inv, g)
     xn = problem.layer_maps(xb, u1)[0]                      # x̂_{k+1} = f_k(x_k, û_k)
-    A1, Bm1 = problem.layer_jacobians(xb, u1)
-    Rxx1, Rux1, _ = problem.running_hessians(xb, u1)
+    A1, _ = problem.layer_jacobians(xb, u1)
     gx1 = problem.running_grad_x(xb, u1)[0]
     lam_hat = gx1 + np.einsum("kji,kj->ki", A1, sn + np.einsum("kij,kj->ki", Pn, xn))
     Qux = Rux + np.einsum("kji,kjl->kil", Bm, np.einsum("kij,kjl->kil", Pn, A))
@@ -167,14 +165,9 @@ def matched_map(problem, x, u, s, P, floor=QUU_FLOOR):
     x1 = np.empty_like(x)
     x1[0] = problem.x_in[0]
     x1[1:] = xn
-    PN, sN = _terminal(problem, x[-1])
-    P1[-1], s1[-1] = PN, sN
+    P1[-1] = problem.terminal_hessian(x[None, -1])
+    s1[-1] = problem.terminal_grad(x[None, -1])[0] - P1[-1] @ x[-1]
     return x1, u1, s1, P1, mu
-
-
-def _terminal(problem, xN):
-    PN = problem.terminal_hessian(xN[None])
-    return PN, problem.terminal_grad(xN[None])[0] - PN @ xN
 
 
 def consistent_map(problem, x, lam, u):
@@ -214,14 +207,20 @@ def scheme_polynomial(scheme, nu, fields, apply):
     raise ValueError(f"unknown scheme {scheme!r}; valid: upwind, lax-wendroff, characteristic")
 
 
-def reflection_energy(s, P, dt, floor=REFLECTION_FLOOR) -> float:
-    """½ Σ_k Δt s_kᵀ P_k⁺ s_k with P_k's eigenvalue magnitudes floored at ``floor`` × max."""
+def node_reflection(s, P, dt, floor=REFLECTION_FLOOR):
+    """½ Δt s_kᵀ P_k⁺ s_k per node, (K,), with P_k's eigenvalue magnitudes floored at
+    ``floor`` × their largest."""
     w, U = np.linalg.eigh(_sym(P))
     a = np.abs(w)
     top = np.maximum(a.max(axis=-1, keepdims=True), np.finfo(float).tiny)
     a = np.maximum(a, floor * top)
     c = np.einsum("kji,kj->ki", U, s)
-    return 0.5 * dt * float(np.sum(c * c / a))
+    return 0.5 * dt * np.sum(c * c / a, axis=-1)
+
+
+def reflection_energy(s, P, dt, floor=REFLECTION_FLOOR) -> float:
+    """½ Σ_k Δt s_kᵀ P_k⁺ s_k (:func:`node_reflection` summed over the nodes)."""
+    return float(np.sum(node_reflection(s, P, dt, floor)))
 
 
 def matched_step_numpy(problem, metric, cfg, x, lam, theta, port):
@@ -244,9 +243,9 @@ def matched_step_numpy(problem, metric, cfg, x, lam, theta, port):
     x1[0] = problem.x_in[0]
     xN = x1[-1] if cfg.termination == "implicit" else x0[-1]
     P1 = _sym(P1)
-    P1[-1], s1[-1] = _terminal(problem, xN)
-    if cfg.termination == "explicit":
-        s1[-1] = problem.terminal_grad(xN[None])[0] - P1[-1] @ x1[-1]
+    # λ_N = s_N + P_N x'_N = ∇ℓ(x_N) at the new (implicit) or the old (explicit) x_N
+    P1[-1] = problem.terminal_hessian(xN[None])
+    s1[-1] = problem.terminal_grad(xN[None])[0] - P1[-1] @ x1[-1]
     l1 = s1 + np.einsum("kij,kj->ki", P1, x1)
 
     # the reference consistent step (same scheme polynomial on C) for the ledger split

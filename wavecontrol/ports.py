@@ -369,6 +369,15 @@ class Port:
         b = self.reflected_wave(r_theta, dtheta)
         return float(np.sum(b * b))
 
+    def layer_reflection(self, x, lam, theta):
+        """‖b_k‖² per layer (N,) of the step the port takes from the consistent-form fields
+        x, λ, θ: r_θ of these fields, θ' from the pure step with the current state (the
+        snapshots' per-layer reflection)."""
+        r_t = self.problem.residual_theta(x, lam, theta)
+        theta1, _ = self._step(np.asarray(theta, float), r_t, self.state())
+        b = self.reflected_wave(r_t, theta1 - theta)
+        return np.sum(b * b, axis=1)
+
     def config(self) -> dict:
         """JSON-serializable description (``"auto"`` parameters as resolved by :meth:`bind`)."""
         return {"name": self.name}
