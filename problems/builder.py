@@ -230,6 +230,12 @@ class EulerProblem(LayeredProblem):
     def terminal_hessian(self, xN):
         return np.array(self.continuous.Phi_xx(xN[0]))
 
+    def node_kernel(self):
+        """The continuous problem's Euler node functions (``continuous.node_kernel(dt)``), when
+        it gives them."""
+        make = getattr(self.continuous, "node_kernel", None)
+        return None if make is None else make(self.dt)
+
     def _one_layer_map(self, k, xk, theta):
         return xk + self.dt * self.continuous.f(xk, theta[k][None])
 

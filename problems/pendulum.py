@@ -128,6 +128,15 @@ class Pendulum(ContinuousProblem):
     def Phi_xx(self, x):
         return np.broadcast_to(self.Qf, x.shape[:-1] + (2, 2))
 
+    def node_kernel(self, dt):
+        """Node functions of the Euler layers of step ``dt`` (:mod:`problems.pendulum_nodes`)
+        and their data ``(p,)``."""
+        from wavecontrol.codegen import source_of
+        from . import pendulum_nodes
+        p = np.concatenate([[dt, self.w2, self.b, self.gain], self.Q.ravel(), self.R.ravel(),
+                            self.Qf.ravel(), self.target])
+        return source_of(pendulum_nodes), (np.ascontiguousarray(p, dtype=float),)
+
     # PMP -----------------------------------------------------------------------------------
     def argmin_hamiltonian(self, x, lam):
         """u* = argmin_u (L + λᵀf) = −R⁻¹ Gᵀ λ (f is control-affine, the control cost

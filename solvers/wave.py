@@ -20,6 +20,7 @@ import numpy as np
 
 from wavecontrol import kernels, netkernels
 from wavecontrol._jit import jit_disabled
+from wavecontrol.codegen import kernel_module
 from wavecontrol.formulations import (StepConfig, consistent_step_numpy, energy,
                                       ledger_error, paper_step_numpy, transport_scheme)
 from wavecontrol.kernels import HIST_COLUMNS
@@ -233,7 +234,10 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
         if cfg.formulation != "consistent":
             raise ValueError("port 'matched' runs in formulation 'consistent' (its fixed points "
                              f"are the discrete PMP there), got {cfg.formulation!r}")
-        why = "port 'matched' (NumPy step only so far)"
+        node = problem.node_kernel()
+        why = (None if node is not None else
+               f"port 'matched' on problem {problem.name!r} (it gives no node functions: "
+               "LayeredProblem.node_kernel)")
     elif family == "affine":
         why = None if port.compiled else f"port {port.name!r} (it implements 'gd')"
     elif family == "network":
@@ -299,7 +303,26 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
             columns=HISTORY_COLUMNS, hist=hist, u=u, v=v, theta=theta, V_initial=V0,
             max_steps=max_steps)
     compile_time = 0.0
-    if use_numba and family == "affine":
+    if use_numba and port.name == "matched":
+        module = kernel_module(node[0])
+        family = ("matched", module.__name__)
+        scode = SCHEME_CODES[cfg.scheme]
+        explicit = cfg.termination == "explicit"
+        x_in = np.ascontiguousarray(problem.x_in[0], dtype=float)
+        th_c, ti_c = np.ascontiguousarray(met.theta), np.ascontiguousarray(met.theta_inv)
+
+        def run_chunk(start, n):
+            return module.matched_run(scode, explicit, float(cfg.courant), port.floor, node[1],
+                                      x_in, th_c, ti_c, u[0], v[0], theta,
+                                      port.kernel_state(), start, n, tol, record_every, hist,
+                                      rows, bound, problem.dt)
+
+        def warm_up():
+            module.matched_run(scode, explicit, float(cfg.courant), port.floor, node[1], x_in,
+                               th_c, ti_c, u[0].copy(), v[0].copy(),
+                               theta.copy(), port.kernel_state().copy(), 0, 0, tol,
+                               record_every, hist[:0].copy(), 0, bound, problem.dt)
+    elif use_numba and family == "affine":
         data = problem.kernel_data()
         A, Bm, c, Q, R, Qf, gf, x_in = data
         Ti_N = met.theta_inv[-1]

@@ -93,6 +93,16 @@ class MatchedPort(Port):
         """Take ``P`` as the new state (undoable like :meth:`Port.update`)."""
         self._previous, self._state = self._state, {"P": P}
 
+    def kernel_state(self):
+        """The state's P as a C-contiguous float64 array that the compiled kernel updates in
+        place (:mod:`wavecontrol.nodekernels`)."""
+        P = self._state["P"]
+        if not (isinstance(P, np.ndarray) and P.dtype == np.float64
+                and P.flags.c_contiguous and P.flags.writeable):
+            P = np.ascontiguousarray(P, dtype=np.float64).copy()
+            self._state = {**self._state, "P": P}
+        return P
+
     def reflection(self, r_theta=None, dtheta=None) -> float:
         """½ Σ Δt s_kᵀ P_k⁺ s_k of the last step's new fields (module docstring)."""
         return self.last_reflection

@@ -199,6 +199,12 @@ class LayeredProblem:
         """Arrays for the compiled kernels of :attr:`family`."""
         raise NotImplementedError(f"problem {self.name!r} has no compiled kernel family")
 
+    def node_kernel(self):
+        """``(source, data)``: the node functions of this problem as module text and their data
+        tuple of float64 arrays (:mod:`wavecontrol.nodekernels`), or None when it has none; the
+        compiled node kernels (the matched port) run a problem that gives them."""
+        return None
+
     # -- derived, exact discrete PMP quantities ---------------------------------------------
     def forward(self, theta):
         """States x_k of the forward pass (eq. 47): (B, N + 1, n)."""
@@ -364,6 +370,15 @@ class AffineQuadraticProblem(LayeredProblem):
 
     def terminal_hessian(self, xN):
         return self.Qf.copy()
+
+    def node_kernel(self):
+        """The node functions of :mod:`wavecontrol.nodes_affine` with D = (A, B, c, Q, R, Qf,
+        gf); None for a batch > 1 (the node kernels run batch 1)."""
+        if self.batch != 1:
+            return None
+        from . import nodes_affine
+        from .codegen import source_of
+        return source_of(nodes_affine), self.kernel_data()[:-1]
 
     def kernel_data(self):
         """Contiguous arrays for the ``affine`` kernels: (A, B, c, Q, R, Qf, gf, x_in)."""

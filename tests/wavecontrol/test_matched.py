@@ -2,8 +2,9 @@
 discrete PMP (Riccati for LQR, L-BFGS for the pendulum), it solves within a few light cones
 2N/ν, its ledger closes with the port's power as a term, and its state P survives a resume.
 
-Everything here is the NumPy step (the port has no compiled kernel yet), so it also runs with
-NUMBA_DISABLE_JIT=1.
+The solves here take the default backend (the compiled node kernel for LQR and the pendulum,
+:mod:`wavecontrol.nodekernels`); tests/wavecontrol/test_matched_kernel.py holds it equal to the
+NumPy twin used directly below.
 """
 
 import numpy as np
@@ -116,5 +117,4 @@ def test_matched_refuses_what_it_cannot_run():
         solve(lqr(), port="matched", formulation="paper", max_steps=1)
     with pytest.raises(ValueError, match="floor"):
         MatchedPort(floor=0.0)
-    with pytest.raises(ValueError, match="port 'matched'"):
-        solve(lqr(), port="matched", backend="numba", max_steps=1)
+
