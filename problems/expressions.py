@@ -1,0 +1,803 @@
+"""Control problems written as formulas: SymPy derives every derivative, code is generated.
+
+:func:`from_expressions` takes the dynamics ``ẋ = f(x, u)`` (or ``f(x, u, t)``), the running
+cost ``L(x, u)`` (or ``L(x, u, t)``) and the terminal cost ``Φ(x)`` — as SymPy expressions in
+given symbols, or as Python functions that are called once on SymPy symbols — with x0, T, N,
+optional box bounds ``lo ≤ u ≤ hi`` and a one-step integrator (:mod:`problems.integrators`),
+and returns an :class:`ExpressionProblem`, a :class:`~wavecontrol.problem.LayeredProblem` on
+t_k = k Δt, Δt = T/N::
+
+    x_{k+1} = S(x_k, u_k, t_k)        (one integrator step, u held over it)
+    R_k     = Δt · L(x_k, u_k, t_k)   (the running cost at the node, whatever the integrator)
+    ℓ       = Φ(x_N)
+
+SymPy gives f_x, f_u, L_x, L_u, L_xx, L_ux, L_uu, Φ_x, Φ_xx (no hand-written differentiator).
+From them two modules are generated as text: vectorized NumPy functions (the problem's NumPy
+methods, which the NumPy τ-step, every port, L-BFGS, ``compare`` and storage use unchanged) and
+the numba node functions of the node-function contract (:meth:`ExpressionProblem.node_kernel`,
+docs/problems.md). Both are cached on disk under a hash of the expressions, the integrator and
+the generator version (:func:`cache_dir`), so a second build of the same problem skips SymPy's
+differentiation and printing. :func:`check_derivatives` compares every generated derivative
+and the integrator's Jacobians with central finite differences, on request.
+
+Model parameters (``params``) stay symbols in the generated code and are passed as data, so
+changing their values reuses the cached code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+import numbers
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from wavecontrol.grid import Layout
+from wavecontrol.problem import LayeredProblem
+
+from .builder import ContinuousProblem
+from .integrators import check_integrator, check_substeps, one_step, step_source
+
+#: bumped whenever the generated text changes for the same input (part of the cache key)
+CODEGEN_VERSION = 1
+#: environment variable naming the cache folder of generated sources
+CACHE_ENV = "WAVECONTROL_CODEGEN_CACHE"
+
+
+def cache_dir() -> Path:
+    """Folder of the generated sources: ``$WAVECONTROL_CODEGEN_CACHE``, else
+    ``~/.cache/wavecontrol/expressions``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env) if env else Path.home() / ".cache" / "wavecontrol" / "expressions"
+
+
+def _sympy():
+    try:
+        import sympy
+    except ImportError as exc:      # a dependency (setup.cfg), but say what to do
+        raise ImportError("problems from expressions need SymPy: pip install 'sympy>=1.12'") \
+            from exc
+    return sympy
+
+
+# ----------------------------------------------------------------------------------------------
+# input → canonical SymPy expressions
+# ----------------------------------------------------------------------------------------------
+def _symbol_list(sp, name, given, size):
+    """``given`` symbols (a sequence, a Matrix or a space-separated string) as a list."""
+    if isinstance(given, str):
+        given = sp.symbols(given)
+    if isinstance(given, sp.Symbol):
+        given = [given]
+    try:
+        syms = list(given)
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence of SymPy symbols, got {given!r}") from None
+    if not all(isinstance(s, sp.Symbol) for s in syms):
+        raise ValueError(f"{name} must be a sequence of SymPy symbols, got {given!r}")
+    if size is not None and len(syms) != size:
+        raise ValueError(f"{name} must have {size} symbols, got {len(syms)}")
+    return syms
+
+
+def _call(sp, what, func, args, t_sym, param_syms):
+    """Call the user's ``func`` on SymPy arguments; keyword arguments ``t`` and the parameter
+    names that its signature asks for."""
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):
+        sig = None
+    kw = {}
+    if sig is not None:
+        names = sig.parameters
+        varkw = any(q.kind is inspect.Parameter.VAR_KEYWORD for q in names.values())
+        for pname, sym in param_syms.items():
+            if pname in names or varkw:
+                kw[pname] = sym
+        if "t" in names and t_sym is not None:
+            kw["t"] = t_sym
+    try:
+        return func(*args, **kw)
+    except Exception as exc:    # the user's code: say which function and why
+        raise ValueError(f"calling {what} on SymPy symbols failed ({type(exc).__name__}: "
+                         f"{exc}); {what} must build a SymPy expression (use sympy.sin, "
+                         "not numpy.sin or math.sin)") from None
+
+
+def _as_vector(sp, what, value, size):
+    try:
+        entries = list(sp.Matrix(value)) if not isinstance(value, sp.Basic) or \
+            isinstance(value, sp.MatrixBase) else [value]
+    except (TypeError, ValueError, sp.SympifyError):
+        raise ValueError(f"{what} must be a sequence of {size} SymPy expressions, "
+                         f"got {value!r}") from None
+    entries = [sp.sympify(e) for e in entries]
+    if len(entries) != size:
+        raise ValueError(f"{what} must have {size} entries (one per state), got {len(entries)}")
+    return entries
+
+
+def _as_scalar(sp, what, value):
+    if isinstance(value, sp.MatrixBase):
+        if value.shape != (1, 1):
+            raise ValueError(f"{what} must be a scalar expression, got a {value.shape} matrix")
+        value = value[0, 0]
+    try:
+        return sp.sympify(value)
+    except sp.SympifyError:
+        raise ValueError(f"{what} must be a SymPy scalar expression, got {value!r}") from None
+
+
+def _finite_vector(name, value, size=None):
+    a = np.atleast_1d(np.asarray(value, dtype=float))
+    if a.ndim != 1 or (size is not None and a.size != size):
+        raise ValueError(f"{name} must be a vector{'' if size is None else f' of {size}'} "
+                         f"numbers, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must be finite")
+    return a
+
+
+def _bound(name, value, m, default):
+    if value is None:
+        return np.full(m, default)
+    a = np.asarray(value, dtype=float)
+    if a.ndim == 0:
+        a = np.full(m, float(a))
+    if a.shape != (m,):
+        raise ValueError(f"{name} must be a number or have shape ({m},), got shape {a.shape}")
+    if np.any(np.isnan(a)):
+        raise ValueError(f"{name} must not be NaN")
+    return a
+
+
+class _Spec:
+    """The problem's expressions: display symbols (the user's, for the text and the CasADi
+    transcription) and canonical ones (for the generated code and the cache key)."""
+
+    def __init__(self, sp, f, L, Phi, n, m, x, u, t, params):
+        self.n, self.m = n, m
+        params = dict(params or {})
+        callable_mode = callable(f)
+        pnames = []
+        for key in params:
+            pname = key.name if isinstance(key, sp.Symbol) else key
+            if not isinstance(pname, str) or not pname.isidentifier():
+                raise ValueError(f"params keys must be names or SymPy symbols, got {key!r}")
+            pnames.append(pname)
+        if len(set(pnames)) != len(pnames):
+            raise ValueError(f"params has a repeated name: {pnames}")
+        values = []
+        for key, pname in zip(params, pnames):
+            v = params[key]
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+                raise ValueError(f"parameter {pname!r} must be a finite number, got {v!r}")
+            values.append(float(v))
+        self.param_names, self.param_values = pnames, np.array(values, dtype=float)
+        if callable_mode:
+            if m is None:
+                raise ValueError("m (the number of controls) is needed when f is a function")
+            self.xs = list(sp.symbols(f"x0:{n}")) if n > 1 else [sp.Symbol("x0")]
+            self.us = list(sp.symbols(f"u0:{m}")) if m > 1 else [sp.Symbol("u0")]
+            self.ts = sp.Symbol("t")
+            self.ps = [sp.Symbol(p) for p in pnames]
+        else:
+            if x is None or u is None:
+                raise ValueError("f given as expressions needs the state and control symbols: "
+                                 "x=(...), u=(...)")
+            self.xs = _symbol_list(sp, "x", x, n)
+            self.us = _symbol_list(sp, "u", u, m)
+            self.m = m = len(self.us)
+            if t is not None and not isinstance(t, sp.Symbol):
+                raise ValueError(f"t must be a SymPy symbol, got {t!r}")
+            self.ts = t
+            self.ps = [k if isinstance(k, sp.Symbol) else sp.Symbol(k) for k in params]
+        psyms = dict(zip(pnames, self.ps))
+        X, U = sp.Matrix(self.xs), sp.Matrix(self.us)
+
+        def build(what, value, args, vector):
+            if callable(value):
+                value = _call(sp, what, value, args, self.ts, psyms)
+            elif callable_mode and value is not None and not isinstance(value, (sp.Basic,
+                                                                              numbers.Number)):
+                raise ValueError(f"{what} must be a function like f, or a SymPy expression")
+            return _as_vector(sp, what, value, n) if vector else _as_scalar(sp, what, value)
+
+        self.f = build("f", f, (X, U), True)
+        self.L = build("L", L, (X, U), False)
+        self.Phi = build("Phi", Phi, (X,), False)
+        own = set(self.xs) | set(self.us) | set(self.ps) | ({self.ts} if self.ts else set())
+        for what, exprs, allowed in (("f", self.f, own), ("L", [self.L], own),
+                                     ("Phi", [self.Phi], set(self.xs) | set(self.ps))):
+            free = set().union(*(e.free_symbols for e in exprs)) - allowed
+            if free:
+                raise ValueError(f"{what} has free symbol(s) {sorted(map(str, free))} that are "
+                                 "not states, controls" + (", t" if what != "Phi" else "")
+                                 + " or params")
+        if len(own) != len(self.xs) + len(self.us) + len(self.ps) + (1 if self.ts else 0):
+            raise ValueError("the state, control, time and parameter symbols must be distinct")
+        self.time_dependent = self.ts is not None and any(
+            self.ts in e.free_symbols for e in self.f + [self.L])
+        if callable_mode and not self.time_dependent:
+            self.ts = None
+        # canonical symbols
+        self.cx = [sp.Symbol(f"_x{i}") for i in range(n)]
+        self.cu = [sp.Symbol(f"_u{j}") for j in range(m)]
+        self.cp = [sp.Symbol(f"_p{i}") for i in range(len(self.ps))]
+        self.ct = sp.Symbol("_t")
+        sub = dict(zip(self.xs, self.cx)) | dict(zip(self.us, self.cu)) | dict(
+            zip(self.ps, self.cp))
+        if self.ts is not None:
+            sub[self.ts] = self.ct
+        self.cf = [e.xreplace(sub) for e in self.f]
+        self.cL = self.L.xreplace(sub)
+        self.cPhi = self.Phi.xreplace(sub)
+
+    def key(self, integrator, substeps) -> str:
+        text = json.dumps({"v": CODEGEN_VERSION, "n": self.n, "m": self.m,
+                           "p": len(self.cp), "f": [str(e) for e in self.cf],
+                           "L": str(self.cL), "Phi": str(self.cPhi),
+                           "integrator": integrator, "substeps": substeps}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+    def text(self) -> dict:
+        """The expressions as strings in the user's symbols."""
+        return {"f": [str(e) for e in self.f], "L": str(self.L), "Phi": str(self.Phi),
+                "x": [str(s) for s in self.xs], "u": [str(s) for s in self.us],
+                "t": None if self.ts is None else str(self.ts),
+                "params": dict(zip(self.param_names, self.param_values.tolist()))}
+
+
+# ----------------------------------------------------------------------------------------------
+# code generation
+# ----------------------------------------------------------------------------------------------
+def _derivatives(sp, spec):
+    X, U = sp.Matrix(spec.cx), sp.Matrix(spec.cu)
+    f = sp.Matrix(spec.cf)
+    L, Phi = spec.cL, spec.cPhi
+    Lx = [sp.diff(L, xi) for xi in spec.cx]
+    Lu = [sp.diff(L, uj) for uj in spec.cu]
+    return {
+        "f": list(f), "f_x": f.jacobian(X), "f_u": f.jacobian(U),
+        "L": L, "L_x": Lx, "L_u": Lu,
+        "L_xx": sp.Matrix([[sp.diff(g, xj) for xj in spec.cx] for g in Lx]),
+        "L_ux": sp.Matrix([[sp.diff(g, xi) for xi in spec.cx] for g in Lu]),
+        "L_uu": sp.Matrix([[sp.diff(g, uj) for uj in spec.cu] for g in Lu]),
+        "Phi": Phi, "Phi_x": [sp.diff(Phi, xi) for xi in spec.cx],
+        "Phi_xx": sp.hessian(Phi, X),
+    }
+
+
+def _entries(value, shape):
+    """(index tuple, expression) of a scalar, vector or matrix output."""
+    if shape == ():
+        return [((), value)]
+    if len(shape) == 1:
+        return [((i,), value[i]) for i in range(shape[0])]
+    return [((i, j), value[i, j]) for i in range(shape[0]) for j in range(shape[1])]
+
+
+def _body(sp, printer, outputs, indent="    "):
+    """Assignment lines for ``outputs`` [(target format, index, expr)] with common
+    subexpressions pulled out."""
+    exprs = [e for _, _, e in outputs]
+    reps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("_c"), optimizations="basic")
+    lines = [f"{indent}{s} = {printer.doprint(e)}" for s, e in reps]
+    for (target, idx, _), e in zip(outputs, reduced):
+        lines.append(f"{indent}{target.format(*idx)} = {printer.doprint(e)}")
+    return lines
+
+
+def _unpack(spec, vec, xname="x", uname="u", tname="t", pexpr=None, with_u=True, with_t=True):
+    """Lines binding the canonical symbols to array entries (``vec`` adds the ``...`` axis)."""
+    pre = "..., " if vec else ""
+    out = [f"    _x{i} = {xname}[{pre}{i}]" for i in range(spec.n)]
+    if with_u:
+        out += [f"    _u{j} = {uname}[{pre}{j}]" for j in range(spec.m)]
+    if with_t:
+        out.append(f"    _t = {tname}")
+    out += [f"    _p{i} = {pexpr.format(i)}" for i in range(len(spec.cp))]
+    return out
+
+
+_NUMPY_SHAPES = {"f": "n", "f_x": "nn", "f_u": "nm", "L": "", "L_x": "n", "L_u": "m",
+                 "L_xx": "nn", "L_ux": "mn", "L_uu": "mm", "Phi": "", "Phi_x": "n",
+                 "Phi_xx": "nn"}
+
+
+def _numpy_source(sp, spec, D) -> str:
+    """Vectorized NumPy functions ``name(x, u, t, p)`` (costs of x alone: ``name(x, p)``)."""
+    from sympy.printing.numpy import NumPyPrinter
+
+    printer = NumPyPrinter({"fully_qualified_modules": True})
+    dims = {"n": spec.n, "m": spec.m}
+    lines = ['"""Generated by problems.expressions (NumPy functions); do not edit."""',
+             "import numpy", ""]
+    for name, code in _NUMPY_SHAPES.items():
+        shape = tuple(dims[c] for c in code)
+        terminal = name.startswith("Phi")
+        args = "x, p" if terminal else "x, u, t, p"
+        lines.append(f"def {name}({args}):")
+        lines += _unpack(spec, True, pexpr="p[{}]", with_u=not terminal, with_t=not terminal)
+        lead = ("x.shape[:-1]" if terminal else
+                "numpy.broadcast_shapes(x.shape[:-1], u.shape[:-1], numpy.shape(t))")
+        lines.append(f"    out = numpy.empty({lead} + {shape!r})")
+        target = "out[...]" if not shape else "out[..., " + ", ".join(
+            "{}" for _ in shape) + "]"
+        outs = [(target, idx, e) for idx, e in _entries(D[name], shape)]
+        lines += _body(sp, printer, outs)
+        lines += ["    return out", ""]
+    return "\n".join(lines) + "\n"
+
+
+def _node_source(sp, spec, D, integrator, substeps) -> str:
+    """Numba node functions of the node-function contract (docs/problems.md)."""
+    from sympy.printing.pycode import PythonCodePrinter
+
+    printer = PythonCodePrinter({"fully_qualified_modules": True})
+    n, m = spec.n, spec.m
+    pexpr = "d[{}]"
+    shifted = lambda: [f"    _p{i} = d[{i + 1}]" for i in range(len(spec.cp))]  # noqa: E731
+    L = ['"""Generated by problems.expressions (numba node functions); do not edit.',
+         "",
+         f"n = {n} states, m = {m} controls, integrator {integrator} ({substeps} substep(s));",
+         "D = (d,) with d[0] = dt and d[1:] the parameters "
+         f"({', '.join(spec.param_names) or 'none'}).", '"""',
+         "import math", "", "import numpy as np", "", "from wavecontrol._jit import jit", ""]
+
+    def func(header, unpack, outs, tail=None):
+        L.extend(["", "@jit", header])
+        L.extend(unpack)
+        L.extend(_body(sp, printer, outs))
+        if tail:
+            L.extend(tail)
+
+    un = _unpack(spec, False, pexpr=pexpr)[: n + m + 1] + shifted()
+    func("def _dyn(x, u, t, d, out):", un,
+         [("out[{}]", (i,), e) for i, e in enumerate(D["f"])])
+    func("def _dyn_jac(x, u, t, d, fx, fu):", un,
+         [("fx[{}, {}]", idx, e) for idx, e in _entries(D["f_x"], (n, n))]
+         + [("fu[{}, {}]", idx, e) for idx, e in _entries(D["f_u"], (n, m))])
+    run = (["    d = D[0]", "    dt = d[0]"] + _unpack(spec, False, tname="k * dt",
+                                                       pexpr=pexpr)[: n + m + 1] + shifted())
+    func("def running_grad(k, x, u, D, gx, gu):", run,
+         [("_R", (), D["L"])] + [("_gx{}", (i,), e) for i, e in enumerate(D["L_x"])]
+         + [("_gu{}", (j,), e) for j, e in enumerate(D["L_u"])],
+         [f"    gx[{i}] = dt * _gx{i}" for i in range(n)]
+         + [f"    gu[{j}] = dt * _gu{j}" for j in range(m)] + ["    return dt * _R"])
+    func("def running_hess(k, x, u, D, Rxx, Rux, Ruu):", run,
+         [("Rxx[{}, {}]", idx, e) for idx, e in _entries(D["L_xx"], (n, n))]
+         + [("Rux[{}, {}]", idx, e) for idx, e in _entries(D["L_ux"], (m, n))]
+         + [("Ruu[{}, {}]", idx, e) for idx, e in _entries(D["L_uu"], (m, m))],
+         ["    for i in range(Rxx.shape[0]):", "        for j in range(Rxx.shape[1]):",
+          "            Rxx[i, j] *= dt", "    for i in range(Rux.shape[0]):",
+          "        for j in range(Rux.shape[1]):", "            Rux[i, j] *= dt",
+          "        for j in range(Ruu.shape[1]):", "            Ruu[i, j] *= dt"])
+    term = ["    d = D[0]"] + _unpack(spec, False, pexpr=pexpr, with_u=False,
+                                     with_t=False)[:n] + shifted()
+    func("def terminal_grad(x, D, g):", term,
+         [("_l", (), D["Phi"])] + [("g[{}]", (i,), e) for i, e in enumerate(D["Phi_x"])],
+         ["    return _l"])
+    func("def terminal_hess(x, D, H):", term,
+         [("H[{}, {}]", idx, e) for idx, e in _entries(D["Phi_xx"], (n, n))])
+    L.append(step_source(integrator, substeps))
+    return "\n".join(L) + "\n"
+
+
+def _load_numpy(source):
+    ns = {}
+    exec(compile(source, "<wavecontrol generated numpy>", "exec"), ns)   # noqa: S102
+    return ns
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def generate(spec, integrator, substeps, use_cache=True):
+    """(numpy source, node source, info) for ``spec``: from the cache when the key is there,
+    else derived with SymPy (and written to the cache)."""
+    key = spec.key(integrator, substeps)
+    path = cache_dir() / f"{key}.json"
+    info = {"key": key, "cache_file": str(path), "cache_hit": False, "derive_s": 0.0,
+            "print_s": 0.0}
+    if use_cache and path.is_file():
+        try:
+            doc = json.loads(path.read_text())
+            if doc.get("version") == CODEGEN_VERSION:
+                info["cache_hit"] = True
+                return doc["numpy"], doc["nodes"], info
+        except (OSError, ValueError, KeyError):
+            pass                            # a damaged entry is regenerated
+    sp = _sympy()
+    t0 = time.perf_counter()
+    D = _derivatives(sp, spec)
+    t1 = time.perf_counter()
+    numpy_src = _numpy_source(sp, spec, D)
+    node_src = _node_source(sp, spec, D, integrator, substeps)
+    info["derive_s"], info["print_s"] = t1 - t0, time.perf_counter() - t1
+    if use_cache:
+        try:
+            _write_atomic(path, json.dumps({"version": CODEGEN_VERSION, "numpy": numpy_src,
+                                            "nodes": node_src}))
+        except OSError:
+            pass                            # a read-only home: run without the cache
+    return numpy_src, node_src, info
+
+
+# ----------------------------------------------------------------------------------------------
+# the problem
+# ----------------------------------------------------------------------------------------------
+class _Dyn:
+    """f, f_x, f_u of the generated NumPy module with the parameter values bound."""
+
+    def __init__(self, mod, p):
+        self._mod, self._p = mod, p
+
+    def f(self, x, u, t):
+        return self._mod["f"](x, u, t, self._p)
+
+    def f_x(self, x, u, t):
+        return self._mod["f_x"](x, u, t, self._p)
+
+    def f_u(self, x, u, t):
+        return self._mod["f_u"](x, u, t, self._p)
+
+
+class ExpressionContinuous(ContinuousProblem):
+    """The continuous problem of an :class:`ExpressionProblem` (ẋ = f, ∫L + Φ) in the
+    :class:`~problems.builder.ContinuousProblem` interface, at t = 0 for time-dependent f, L.
+    It has no closed-form Hamiltonian minimizer, so the ``bvp`` reference does not apply."""
+
+    def __init__(self, problem):
+        super().__init__(problem.n, problem.m, problem.T, problem.x_in[0])
+        self.name = problem.name
+        self._mod, self._p = problem._mod, problem._p
+
+    def _c(self, name, x, u):
+        return self._mod[name](np.asarray(x, float), np.asarray(u, float), 0.0, self._p)
+
+    def f(self, x, u):
+        return self._c("f", x, u)
+
+    def jac_x(self, x, u):
+        return self._c("f_x", x, u)
+
+    def jac_u(self, x, u):
+        return self._c("f_u", x, u)
+
+    def L(self, x, u):
+        return self._c("L", x, u)
+
+    def L_x(self, x, u):
+        return self._c("L_x", x, u)
+
+    def L_u(self, x, u):
+        return self._c("L_u", x, u)
+
+    def L_xx(self, x, u):
+        return self._c("L_xx", x, u)
+
+    def L_ux(self, x, u):
+        return self._c("L_ux", x, u)
+
+    def L_uu(self, x, u):
+        return self._c("L_uu", x, u)
+
+    def Phi(self, x):
+        return self._mod["Phi"](np.asarray(x, float), self._p)
+
+    def Phi_x(self, x):
+        return self._mod["Phi_x"](np.asarray(x, float), self._p)
+
+    def Phi_xx(self, x):
+        return self._mod["Phi_xx"](np.asarray(x, float), self._p)
+
+
+class ExpressionProblem(LayeredProblem):
+    """A layered problem from expressions (module docstring); build it with
+    :func:`from_expressions`.
+
+    Attributes
+    ----------
+    expressions : dict
+        The expressions as text in the user's symbols (``f``, ``L``, ``Phi``, ``x``, ``u``,
+        ``t``, ``params``), plus ``integrator`` and ``substeps``: what the run files store.
+    sympy : dict
+        ``x``, ``u`` (lists of symbols), ``t`` (symbol or None), ``params`` ({symbol: value}),
+        ``f`` (list of expressions), ``L``, ``Phi``, ``integrator``, ``substeps``, ``bounds``.
+    bounds : (lo, hi) arrays (m,) or None
+        Box on every u_k (±inf where a side is open); None without bounds.
+    integrator : str; substeps : int
+    codegen : dict
+        ``key``, ``cache_file``, ``cache_hit``, ``derive_s``, ``print_s``, ``load_s``.
+    continuous : ExpressionContinuous
+    """
+
+    family = None
+
+    def __init__(self, spec, x0, T, N, *, lo=None, hi=None, integrator="euler", substeps=1,
+                 name="expression", theta0=None, use_cache=True):
+        if isinstance(N, bool) or not isinstance(N, numbers.Integral) or N < 1:
+            raise ValueError(f"N must be an integer >= 1, got {N!r}")
+        if isinstance(T, bool) or not isinstance(T, numbers.Real) or not math.isfinite(T) \
+                or T <= 0:
+            raise ValueError(f"T must be a finite number > 0, got {T!r}")
+        self.integrator = check_integrator(integrator)
+        self.substeps = check_substeps(substeps)
+        self.name = str(name)
+        self._spec = spec
+        n, m, N = spec.n, spec.m, int(N)
+        x0 = _finite_vector("x0", x0, n)
+        lo_, hi_ = _bound("lo", lo, m, -np.inf), _bound("hi", hi, m, np.inf)
+        if np.any(lo_ > hi_):
+            raise ValueError(f"the bounds must satisfy lo <= hi, got lo {lo_.tolist()} and hi "
+                             f"{hi_.tolist()}")
+        self.bounds = None if lo is None and hi is None else (lo_, hi_)
+        if theta0 is None:
+            theta0 = np.clip(np.zeros((N, m)), lo_, hi_)
+        else:
+            th = np.asarray(theta0, dtype=float)
+            th = np.full((N, m), float(th)) if th.ndim == 0 else th
+            if th.shape != (N, m):
+                raise ValueError(f"theta0 must be a scalar or have shape ({N}, {m}), "
+                                 f"got {th.shape}")
+            if not np.all(np.isfinite(th)):
+                raise ValueError("theta0 must be finite")
+            if np.any(th < lo_) or np.any(th > hi_):
+                raise ValueError("theta0 must lie within the bounds lo <= theta0 <= hi")
+            theta0 = th
+        super().__init__(Layout(np.full(N + 1, n)), float(T) / N, x0, theta0)
+        numpy_src, self._node_src, info = generate(spec, self.integrator, self.substeps,
+                                                   use_cache=use_cache)
+        t0 = time.perf_counter()
+        self._mod = _load_numpy(numpy_src)
+        info["load_s"] = time.perf_counter() - t0
+        self.codegen = info
+        self.numpy_source = numpy_src
+        self._p = spec.param_values.copy()
+        self._dyn = _Dyn(self._mod, self._p)
+        self._t = np.arange(N) * self.dt
+        self._memo = None
+        self.expressions = {**spec.text(), "integrator": self.integrator,
+                            "substeps": self.substeps}
+        self.params = {"x0": x0.tolist(), "integrator": self.integrator,
+                       "substeps": self.substeps,
+                       "lo": None if self.bounds is None else _json_bound(lo_),
+                       "hi": None if self.bounds is None else _json_bound(hi_),
+                       "expressions": self.expressions}
+        self.continuous = ExpressionContinuous(self)
+
+    # -- what the other tools read ---------------------------------------------------------
+    @property
+    def sympy(self) -> dict:
+        s = self._spec
+        return {"x": list(s.xs), "u": list(s.us), "t": s.ts,
+                "params": dict(zip(s.ps, s.param_values.tolist())), "f": list(s.f),
+                "L": s.L, "Phi": s.Phi, "integrator": self.integrator,
+                "substeps": self.substeps, "bounds": self.bounds}
+
+    def node_kernel(self):
+        """(source, data) of the node functions (docs/problems.md): ``data = (d,)`` with
+        ``d = [Δt, parameter values...]``."""
+        return self._node_src, (np.concatenate([[self.dt], self._p]),)
+
+    # -- the integrator step, all layers at once ---------------------------------------------
+    def _times(self, x):
+        return self._t if x.ndim >= 2 and x.shape[-2] == self.N else 0.0
+
+    def _step(self, x, theta):
+        """(F, A, B) on all N layers (x (..., N, n), θ (N, m)); the last call is remembered."""
+        key = (x.shape, x.tobytes(), theta.tobytes())
+        if self._memo is not None and self._memo[0] == key:
+            return self._memo[1]
+        out = one_step(self._dyn, x, theta, self._t, self.dt, self.integrator, self.substeps)
+        self._memo = (key, out)
+        return out
+
+    # -- LayeredProblem ----------------------------------------------------------------------
+    def layer_maps(self, x, theta):
+        return self._step(x, theta)[0]
+
+    def jvp(self, x, theta, v):
+        return np.einsum("...ij,...j->...i", self._step(x, theta)[1], v)
+
+    def vjp_x(self, x, theta, w):
+        return np.einsum("...ji,...j->...i", self._step(x, theta)[1], w)
+
+    def vjp_theta(self, x, theta, w):
+        B = self._step(x, theta)[2]
+        return np.einsum("bkji,bkj->ki", np.broadcast_to(B, w.shape + (self.m,)), w)
+
+    def _L(self, name, x, theta):
+        return self._mod[name](x, theta, self._times(x), self._p)
+
+    def running_cost(self, x, theta):
+        return float(self.dt * np.sum(self._L("L", x, theta)))
+
+    def running_grad_x(self, x, theta):
+        return self.dt * self._L("L_x", x, theta)
+
+    def running_grad_theta(self, x, theta):
+        g = self._L("L_u", x, theta)
+        return self.dt * np.sum(np.broadcast_to(g, x.shape[:-1] + (self.m,)), axis=0)
+
+    def terminal_cost(self, xN):
+        return float(np.sum(self._mod["Phi"](xN, self._p)))
+
+    def terminal_grad(self, xN):
+        return self._mod["Phi_x"](xN, self._p)
+
+    def terminal_hvp(self, xN, v):
+        return np.einsum("...ij,...j->...i", self._mod["Phi_xx"](xN, self._p), v)
+
+    def layer_jacobians(self, x, theta):
+        _, A, B = self._step(x, theta)
+        return np.ascontiguousarray(A[0]), np.ascontiguousarray(B[0])
+
+    def running_hessians(self, x, theta):
+        xb, t = x[0], self._t
+        return (self.dt * self._mod["L_xx"](xb, theta, t, self._p),
+                self.dt * self._mod["L_ux"](xb, theta, t, self._p),
+                self.dt * self._mod["L_uu"](xb, theta, t, self._p))
+
+    def terminal_hessian(self, xN):
+        return np.array(self._mod["Phi_xx"](xN[0], self._p))
+
+    def adjoint(self, x, theta):
+        """Costates (eqs. 50–51) with every layer Jacobian from one vectorized step."""
+        theta = np.asarray(theta, dtype=float)
+        A = self._step(x[:, :-1], theta)[1]
+        lam = np.zeros_like(x)
+        lam[:, self.N] = self.terminal_grad(x[:, self.N])
+        gx = self.running_grad_x(x[:, :-1], theta)
+        for k in range(self.N - 1, -1, -1):
+            lam[:, k] = np.einsum("bji,bj->bi", A[:, k], lam[:, k + 1]) + gx[:, k]
+        return lam
+
+    def _one_layer_map(self, k, xk, theta):
+        return one_step(self._dyn, xk, theta[k], k * self.dt, self.dt, self.integrator,
+                        self.substeps, jacobians=False)
+
+    def _one_layer_vjp(self, k, xk, theta, w):
+        _, A, _ = one_step(self._dyn, xk, theta[k], k * self.dt, self.dt, self.integrator,
+                           self.substeps)
+        return np.einsum("...ji,...j->...i", A, w)
+
+    def __repr__(self) -> str:
+        return (f"ExpressionProblem({self.name!r}, n={self.n}, m={self.m}, N={self.N}, "
+                f"T={self.T:g}, integrator={self.integrator!r}, bounds={self.bounds is not None})")
+
+
+def _json_bound(a):
+    return [None if not math.isfinite(v) else float(v) for v in a]
+
+
+def from_expressions(f, L, Phi, x0, T, N, *, n=None, m=None, x=None, u=None, t=None, lo=None,
+                     hi=None, integrator="euler", substeps=1, params=None, name="expression",
+                     theta0=None, check=False, use_cache=True) -> ExpressionProblem:
+    """A control problem from its formulas (module docstring).
+
+    Parameters
+    ----------
+    f : function ``f(x, u)`` (or with ``t=``) returning n SymPy expressions, or a sequence /
+        Matrix of n SymPy expressions in the symbols ``x``, ``u`` (and ``t``)
+    L : function ``L(x, u)`` (or with ``t=``) or a SymPy expression: the running cost
+    Phi : function ``Phi(x)`` or a SymPy expression: the terminal cost
+    x0 : (n,) initial state; T : horizon > 0; N : number of layers ≥ 1 (Δt = T/N)
+    n, m : numbers of states and controls (n defaults to len(x0); m is needed for functions)
+    x, u : the state and control symbols (needed for expressions); t : the time symbol
+    lo, hi : bounds on every control u_k (numbers or (m,) arrays; None: that side open)
+    integrator : ``euler``, ``midpoint`` (``rk2``) or ``rk4``; substeps : steps per layer
+    params : {name or symbol: value} model constants; functions receive them as keyword
+        arguments of the same name (and ``t`` if they take it)
+    name : the problem's name (registry, run files)
+    theta0 : initial controls, (N, m) or a scalar (default zeros clipped into the bounds)
+    check : run :func:`check_derivatives` once and raise if a derivative is off
+    use_cache : read and write the generated sources in :func:`cache_dir`
+
+    Functions are called with x and u as SymPy column matrices (``x[0]``, ``u[1]``, ...).
+    """
+    sp = _sympy()
+    x0a = _finite_vector("x0", x0)
+    if n is None:
+        n = x0a.size
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    if m is not None and (isinstance(m, bool) or int(m) != m or m < 1):
+        raise ValueError(f"m must be an integer >= 1, got {m!r}")
+    spec = _Spec(sp, f, L, Phi, int(n), None if m is None else int(m), x, u, t, params)
+    prob = ExpressionProblem(spec, x0a, T, N, lo=lo, hi=hi, integrator=integrator,
+                             substeps=substeps, name=name, theta0=theta0, use_cache=use_cache)
+    if check:
+        check_derivatives(prob)
+    return prob
+
+
+# ----------------------------------------------------------------------------------------------
+# derivative check
+# ----------------------------------------------------------------------------------------------
+#: default tolerance of :func:`check_derivatives` on the relative error
+CHECK_TOL = 1e-6
+
+
+def _fd(fun, z, h):
+    """Central differences of ``fun`` (array-valued) along the last axis of the vector z:
+    result (*fun.shape, z.size)."""
+    cols = []
+    for j in range(z.size):
+        d = np.zeros_like(z)
+        d[j] = h * max(1.0, abs(z[j]))
+        cols.append((np.asarray(fun(z + d)) - np.asarray(fun(z - d))) / (2 * d[j]))
+    return np.stack(cols, axis=-1)
+
+
+def check_derivatives(problem: ExpressionProblem, tol: float = CHECK_TOL, points: int = 3,
+                      seed: int = 0, h: float = 1e-5, raise_on_failure: bool = True) -> dict:
+    """Compare the generated derivatives and the integrator's Jacobians with central finite
+    differences (step ``h`` relative to max(1, |z|), error O(h²) ≈ 1e-10 for smooth problems,
+    well below the default ``tol`` = 1e-6).
+
+    Checked at ``points`` random points (x0 + N(0, 0.5²) per state, θ0 + N(0, 0.5²) clipped into
+    the bounds, t uniform in [0, T)): f_x, f_u (from f), L_x, L_u (from L), L_xx, L_ux, L_uu
+    (from L_x, L_u), Φ_x (from Φ), Φ_xx (from Φ_x), and the layer map's A and B. The error of
+    each is max|generated − FD| / max(1, max|FD|). Returns {name: error} (the largest over the
+    points); with ``raise_on_failure`` a ValueError names every one above ``tol``.
+    """
+    if not isinstance(problem, ExpressionProblem):
+        raise ValueError(f"check_derivatives needs an ExpressionProblem, got "
+                         f"{type(problem).__name__}")
+    rng = np.random.default_rng(seed)
+    mod, p, n, m = problem._mod, problem._p, problem.n, problem.m
+    lo, hi = problem.bounds if problem.bounds is not None else (-np.inf, np.inf)
+    errs = {}
+
+    def note(name, a, b):
+        a, b = np.asarray(a, float), np.asarray(b, float)
+        e = float(np.abs(a - b).max() / max(1.0, float(np.abs(b).max())))
+        errs[name] = max(errs.get(name, 0.0), e)
+
+    for _ in range(points):
+        xv = problem.x_in[0] + 0.5 * rng.normal(size=n)
+        uv = np.clip(problem.theta0[0] + 0.5 * rng.normal(size=m), lo, hi)
+        tv = float(rng.uniform(0.0, problem.T))
+        fx = lambda z: mod["f"](z, uv, tv, p)             # noqa: E731
+        fu = lambda z: mod["f"](xv, z, tv, p)             # noqa: E731
+        note("f_x", mod["f_x"](xv, uv, tv, p), _fd(fx, xv, h))
+        note("f_u", mod["f_u"](xv, uv, tv, p), _fd(fu, uv, h))
+        note("L_x", mod["L_x"](xv, uv, tv, p), _fd(lambda z: mod["L"](z, uv, tv, p), xv, h))
+        note("L_u", mod["L_u"](xv, uv, tv, p), _fd(lambda z: mod["L"](xv, z, tv, p), uv, h))
+        note("L_xx", mod["L_xx"](xv, uv, tv, p),
+             _fd(lambda z: mod["L_x"](z, uv, tv, p), xv, h))
+        note("L_ux", mod["L_ux"](xv, uv, tv, p),
+             _fd(lambda z: mod["L_u"](z, uv, tv, p), xv, h))
+        note("L_uu", mod["L_uu"](xv, uv, tv, p),
+             _fd(lambda z: mod["L_u"](xv, z, tv, p), uv, h))
+        note("Phi_x", mod["Phi_x"](xv, p), _fd(lambda z: mod["Phi"](z, p), xv, h))
+        note("Phi_xx", mod["Phi_xx"](xv, p), _fd(lambda z: mod["Phi_x"](z, p), xv, h))
+        step = lambda z, w: one_step(problem._dyn, z, w, tv, problem.dt,  # noqa: E731
+                                     problem.integrator, problem.substeps, jacobians=False)
+        _, A, B = one_step(problem._dyn, xv, uv, tv, problem.dt, problem.integrator,
+                           problem.substeps)
+        note("layer_A", A, _fd(lambda z: step(z, uv), xv, h))
+        note("layer_B", B, _fd(lambda z: step(xv, z), uv, h))
+    bad = {k: v for k, v in errs.items() if not v <= tol}
+    if bad and raise_on_failure:
+        raise ValueError("generated derivatives disagree with finite differences: "
+                         + ", ".join(f"{k} {v:.2e}" for k, v in bad.items())
+                         + f" (relative, tol {tol:g})")
+    return errs
+
+
+__all__ = ["from_expressions", "ExpressionProblem", "check_derivatives", "cache_dir",
+           "generate", "CODEGEN_VERSION"]
