@@ -1,0 +1,612 @@
+"""Depth-parallel wave-PMP runs over MPI: the nodes split into contiguous blocks, one per rank.
+
+:func:`solve_parallel` takes the arguments of :func:`solvers.wave.solve` and a communicator.
+Rank r owns the nodes ``[lo_r, hi_r)`` (and the layers k of those nodes, k < N) and keeps them
+together with ``g`` ghost nodes (and layers) on each side, ``g`` the stencil reach of the
+τ-step (:func:`stencil_reach`). Every τ-step it
+
+1. steps the two strips of ``g`` owned nodes next to its neighbours (the compiled kernel on a
+   copy of ``3g`` nodes) and sends them with ``Isend`` (its halo: x and λ, or w±, and θ),
+2. steps its whole extended block with the same compiled kernel (one τ-step per call,
+   ``tol < 0``, no divergence bound, no recording), while the halos travel,
+3. waits for its neighbours' halos and writes them into its ghosts.
+
+The kernels' boundary resets (x_0 = x_in, λ_N = ∇ℓ(x_N)) then touch only ghosts; node
+arithmetic is local, so the owned nodes are bit for bit those of the serial run
+(``docs/parallel.md``).
+
+Global quantities are formed only on the checking schedule (every ``check_every`` τ-steps,
+default ``record_every``, and at the end of every chunk): the blocks are gathered on rank 0,
+which runs *one serial τ-step* of the compiled kernel on the whole field. That step gives
+the convergence decision (residuals ≤ tol), the divergence check and the history row with the
+same numbers as the serial run, and its new fields are discarded. Rank 0 keeps the run file
+(:class:`solvers.recording.RunRecorder`), which is the serial format: a parallel run resumes
+serially or with any number of ranks, and a serial run resumes in parallel.
+
+Differences from the serial run, all on the schedule: convergence is checked every
+``check_every`` steps (serial: every step), so with ``check_every = record_every = 1`` a run
+is the serial one bit for bit (status, steps, fields, residuals, history), and otherwise its
+fields are those of the serial run stopped at the same step; a divergence between two checks
+is found at the next one (``diverged_at`` is then that check's step + 1, the fields are
+non-finite or large); ``ledger_max_rel_error`` is the maximum over the checked steps.
+
+``staleness = d > 0`` is the asynchronous mode: a rank does not wait for a halo that is late
+by at most ``d`` τ-steps and steps with the newest one it has (``async_mode="newest"``,
+timing-dependent) or always with the one exactly ``d`` steps old (``"lag"``, deterministic:
+what the measurements use). Its fixed points are those of the synchronous step (at a fixed
+point every old halo equals the current one), so a converged run is still the PMP solution.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+
+import numpy as np
+
+from wavecontrol import kernels, netkernels
+from wavecontrol.formulations import energy, transport_scheme
+from wavecontrol.metric import Metric
+from wavecontrol.result import Status, WaveResult
+from wavecontrol.schemes import SCHEME_CODES
+
+ASYNC_MODES = ("newest", "lag")
+
+
+def have_mpi() -> str | None:
+    """None when mpi4py imports, else the reason (one line)."""
+    try:
+        import mpi4py  # noqa: F401
+        from mpi4py import MPI  # noqa: F401
+    except ImportError as exc:          # an optional extra: pip install -e '.[mpi]'
+        return f"mpi4py is not installed ({exc}); pip install -e '.[mpi]'"
+    return None
+
+
+def world():
+    """``MPI.COMM_WORLD`` (mpi4py imported on first use)."""
+    why = have_mpi()
+    if why is not None:
+        raise RuntimeError(why)
+    from mpi4py import MPI
+    return MPI.COMM_WORLD
+
+
+def stencil_reach(formulation: str, scheme: str, courant: float) -> int:
+    """Nodes a τ-step reads on each side of a node (and of a layer's two nodes).
+
+    Consistent form: upwind 1 (r_x,k reads x_{k−1}, θ_{k−1}; r_λ,k and θ_k read λ_{k+1}),
+    Beam–Warming 2 (the correction reads r_{k∓1}), characteristic ⌊ν⌋ + 1 (the departure point
+    lies between k − ⌊ν⌋ − 1 and k − ⌊ν⌋). Paper form: the transport's reach (upwind and
+    Lax–Wendroff 1, characteristic ⌊ν⌋ + 1) plus 1, since the sources are the residuals of the
+    transported fields (r_x,k reads x̄_{k−1}); with ``sources="before"`` they are not, but the
+    same reach is kept. The tests check every case for bit-identity at P = 2, 3, 4, which a
+    reach too small breaks at once.
+    """
+    p = int(math.floor(courant))
+    if formulation == "consistent":
+        return {"upwind": 1, "lax-wendroff": 2}.get(scheme, p + 1)
+    return {"upwind": 2, "lax-wendroff": 2}.get(scheme, p + 2)
+
+
+def partition(N: int, size: int) -> list[tuple[int, int]]:
+    """Owned node ranges ``[lo, hi)`` of ``size`` ranks over nodes 0..N, as equal as can be."""
+    N1 = N + 1
+    return [(r * N1 // size, (r + 1) * N1 // size) for r in range(size)]
+
+
+# --------------------------------------------------------------------------------------------
+# the compiled kernels on a block of nodes
+# --------------------------------------------------------------------------------------------
+class _Kernel:
+    """The serial kernel call of one problem and the same call on a node range ``[a, b)``."""
+
+    def __init__(self, problem, config, met, dtype):
+        self.problem, self.dt = problem, problem.dt
+        self.family = problem.family
+        nu = float(config["courant"])
+        port = config["port"]
+        self.eta = float(port["eta"])
+        explicit = config["termination"] == "explicit"
+        if self.family == "affine":
+            A, Bm, c, Q, R, Qf, gf, x_in = problem.kernel_data()
+            Ti_N = met.theta_inv[-1]
+            Mterm = np.ascontiguousarray(np.linalg.inv(np.eye(problem.n) + Ti_N.T @ Qf @ Ti_N))
+            form = config["formulation"]
+            alpha = config["alpha"] if form == "paper" else nu
+            self.head = (kernels.FORM_CODES[form],
+                         SCHEME_CODES[transport_scheme(form, config["scheme"])],
+                         explicit, config["sources"] == "before", nu, float(alpha), self.eta)
+            self.data = (A, Bm, c, Q, R, Qf, gf, x_in, met.theta, met.theta_inv, Mterm)
+        else:
+            from solvers.wave import _node_scalars
+            self.kd = problem.kernel_data()
+            self.cm = _node_scalars(problem, met)
+            self.tail = (nu, self.eta, explicit)
+            self.proto = np.empty(0, dtype=dtype)
+
+    def serial(self, u, v, theta, start, n, tol, record_every, hist, rows, bound):
+        """The serial kernel on the whole field (the call of :func:`solvers.wave.solve`)."""
+        if self.family == "affine":
+            return kernels.affine_run(*self.head, *self.data, u, v, theta, start, n, tol,
+                                      record_every, hist, rows, bound, self.dt)
+        return netkernels.network_run(*self.kd, self.cm, *self.tail, u, v, theta, self.proto,
+                                      start, n, tol, record_every, hist, rows, bound, self.dt)
+
+    def block(self, a: int, b: int):
+        """``run(u, v, θ, start)``: one τ-step of nodes a..b−1 (layers a..b−2) in place, as if
+        they were the whole problem; returns False when the block's fields went non-finite."""
+        N = self.problem.N
+        hist = np.empty((0, len(kernels.HIST_COLUMNS)))
+        inf = math.inf
+        if self.family == "affine":
+            A, Bm, c, Q, R, Qf, gf, x_in, Th, Ti, Mterm = self.data
+            lay = slice(a, b - 1)
+            data = (A[lay].copy(), Bm[lay].copy(), c[lay].copy(), Q[lay].copy(),
+                    R[lay].copy(), Qf, gf, x_in, Th[a:b].copy(), Ti[a:b].copy(), Mterm)
+            head, dt = self.head, self.dt
+
+            def run(u, v, theta, start):
+                code = kernels.affine_run(*head, *data, u, v, theta, start, 1, -1.0, 0, hist,
+                                          0, inf, dt)[1]
+                return code != kernels.DIVERGED
+            return run
+        w, s, h, act, lin_last, loss, wd, P, targets, x_in = self.kd
+        wb = np.ascontiguousarray(w[a:b])
+        if b < N + 1:
+            # a ghost last node: any finite loss gradient will do (P = 0 gives zero)
+            P = np.zeros((P.shape[0], int(wb[-1])))
+        if a > 0:
+            x_in = np.zeros((x_in.shape[0], int(wb[0])))
+        kd = (wb, s, h, act, bool(lin_last and b == N + 1), loss, wd, P, targets, x_in,
+              np.ascontiguousarray(self.cm[a:b]))
+        tail, proto, dt = self.tail, self.proto, self.dt
+
+        def run(u, v, theta, start):
+            code = netkernels.network_run(*kd, *tail, u, v, theta, proto, start, 1, -1.0, 0,
+                                          hist, 0, inf, dt)[1]
+            return code != kernels.DIVERGED
+        return run
+
+
+class _Block:
+    """A rank's nodes: the owned range, the extended (ghost) range, the halo exchange."""
+
+    def __init__(self, comm, kernel, N, g, overlap, staleness, async_mode):
+        self.comm, self.rank, self.size = comm, comm.rank, comm.size
+        self.N, self.g = N, g
+        self.parts = partition(N, self.size)
+        for r, (lo, hi) in enumerate(self.parts):
+            if hi - lo < g:
+                raise ValueError(f"ranks: {self.size} ranks leave rank {r} {hi - lo} node(s) "
+                                 f"of N + 1 = {N + 1}; each needs at least the stencil reach "
+                                 f"g = {g} (use at most {(N + 1) // g} ranks)")
+        self.lo, self.hi = self.parts[self.rank]
+        self.elo = max(0, self.lo - g)
+        self.ehi = min(N + 1, self.hi + g)
+        self.left = self.rank - 1 if self.rank > 0 else None
+        self.right = self.rank + 1 if self.rank < self.size - 1 else None
+        self.run = kernel.block(self.elo, self.ehi)
+        self.staleness, self.async_mode = int(staleness), async_mode
+        # the strips: new values of the g owned nodes next to a neighbour from 3g nodes
+        self.strips = {}
+        if overlap:
+            if self.left is not None and self.lo + 2 * g <= self.ehi:
+                a, b = self.lo - g, self.lo + 2 * g
+                self.strips["left"] = (a, b, kernel.block(a, b))
+            if self.right is not None and self.hi - 2 * g >= self.elo:
+                a, b = self.hi - 2 * g, self.hi + g
+                self.strips["right"] = (a, b, kernel.block(a, b))
+        self.ok = True
+        self.bytes_sent = 0
+        self.messages = 0
+        self._sends = []
+        self._hist = {"left": deque(), "right": deque()}
+
+    # node and layer ranges (global indices) of what goes to / comes from each side
+    def _send_ranges(self, side):
+        g = self.g
+        if side == "left":      # the left neighbour's right ghosts: nodes lo.., layers lo..
+            return (self.lo, self.lo + g), (self.lo, self.lo + g - 1)
+        return (self.hi - g, self.hi), (self.hi - g, self.hi)
+
+    def _recv_ranges(self, side):
+        if side == "left":
+            return (self.elo, self.lo), (self.elo, self.lo)
+        return (self.hi, self.ehi), (self.hi, self.ehi - 1)
+
+    def take(self, u, v, theta):
+        """This rank's extended block of the whole fields (copies)."""
+        e0, e1 = self.elo, self.ehi
+        self.u = np.ascontiguousarray(u[:, e0:e1])
+        self.v = np.ascontiguousarray(v[:, e0:e1])
+        self.th = np.ascontiguousarray(theta[e0:e1 - 1])
+        for q in self._hist.values():
+            q.clear()
+
+    def owned(self):
+        """(u, v, θ) of the owned nodes and layers."""
+        a, b = self.lo - self.elo, self.hi - self.elo
+        lb = min(self.hi, self.N) - self.elo
+        return self.u[:, a:b], self.v[:, a:b], self.th[a:lb]
+
+    def _pack(self, u, v, th, base, side, version):
+        (n0, n1), (l0, l1) = self._send_ranges(side)
+        parts = [u[:, n0 - base:n1 - base].ravel(), v[:, n0 - base:n1 - base].ravel(),
+                 th[l0 - base:l1 - base].ravel(), np.array([float(version)])]
+        return np.concatenate(parts)
+
+    def _unpack(self, side, buf):
+        (n0, n1), (l0, l1) = self._recv_ranges(side)
+        e = self.elo
+        B, n, m = self.u.shape[0], self.u.shape[2], self.th.shape[1]
+        k = B * (n1 - n0) * n
+        self.u[:, n0 - e:n1 - e] = buf[:k].reshape(B, n1 - n0, n)
+        self.v[:, n0 - e:n1 - e] = buf[k:2 * k].reshape(B, n1 - n0, n)
+        self.th[l0 - e:l1 - e] = buf[2 * k:2 * k + (l1 - l0) * m].reshape(l1 - l0, m)
+
+    def _recv_size(self, side):
+        (n0, n1), (l0, l1) = self._recv_ranges(side)
+        return 2 * self.u.shape[0] * (n1 - n0) * self.u.shape[2] + (l1 - l0) * self.th.shape[1] + 1
+
+    def step(self, start):
+        """One τ-step of the block (global index ``start``) with its halo exchange."""
+        from mpi4py import MPI
+        comm = self.comm
+        sides = [s for s, nb in (("left", self.left), ("right", self.right)) if nb is not None]
+        out = {}
+        for side in sides:          # the strips first: their halos travel while the block runs
+            if side in self.strips:
+                a, b, run = self.strips[side]
+                e = self.elo
+                su = self.u[:, a - e:b - e].copy()
+                sv = self.v[:, a - e:b - e].copy()
+                st = self.th[a - e:b - 1 - e].copy()
+                run(su, sv, st, start)
+                out[side] = self._pack(su, sv, st, a, side, start + 1)
+        recvs = {}
+        if self.staleness == 0:
+            for side in sides:
+                buf = np.empty(self._recv_size(side))
+                nb = self.left if side == "left" else self.right
+                recvs[side] = (buf, comm.Irecv(buf, source=nb, tag=1))
+        if not self.strips or len(self.strips) < len(sides):
+            self.ok = self.run(self.u, self.v, self.th, start) and self.ok
+            ran = True
+        else:
+            ran = False
+        for side in sides:
+            if side not in out:
+                out[side] = self._pack(self.u, self.v, self.th, self.elo, side, start + 1)
+            nb = self.left if side == "left" else self.right
+            self._sends.append((comm.Isend(out[side], dest=nb, tag=1), out[side]))
+            self.bytes_sent += out[side].nbytes
+            self.messages += 1
+        if not ran:
+            self.ok = self.run(self.u, self.v, self.th, start) and self.ok
+        if self.staleness == 0:
+            MPI.Request.Waitall([r for _, r in recvs.values()])
+            for side, (buf, _) in recvs.items():
+                self._unpack(side, buf)
+        else:
+            self._stale_halos(sides, start + 1)
+        self._sends = [(r, b) for r, b in self._sends if not r.Test()]
+
+    def _receive(self, side, block):
+        """Receive the next halo of ``side`` into its history (blocking or only if arrived)."""
+        from mpi4py import MPI
+        nb = self.left if side == "left" else self.right
+        if not block and not self.comm.Iprobe(source=nb, tag=1):
+            return False
+        buf = np.empty(self._recv_size(side))
+        self.comm.Recv(buf, source=nb, tag=1, status=MPI.Status())
+        self._hist[side].append(buf)
+        return True
+
+    def _stale_halos(self, sides, version):
+        """Ghosts from halos at most ``staleness`` versions old (see the module docstring)."""
+        d = self.staleness
+        for side in sides:
+            q = self._hist[side]
+            newest = lambda: int(q[-1][-1]) if q else -1  # noqa: E731
+            if self.async_mode == "lag":
+                while newest() < version:
+                    self._receive(side, True)
+                want = version - d
+            else:
+                while self._receive(side, False):
+                    pass
+                while newest() < version - d:
+                    self._receive(side, True)
+                want = newest()
+            while len(q) > 1 and int(q[1][-1]) <= want:
+                q.popleft()
+            if int(q[0][-1]) <= want:
+                self._unpack(side, q[0])
+
+    def synchronize(self, version):
+        """Receive every halo up to ``version`` and make the ghosts current (async mode)."""
+        if self.staleness == 0:
+            return
+        for side, nb in (("left", self.left), ("right", self.right)):
+            if nb is None:
+                continue
+            q = self._hist[side]
+            while not q or int(q[-1][-1]) < version:
+                self._receive(side, True)
+            self._unpack(side, q[-1])
+            q.clear()
+
+    def finish_sends(self):
+        from mpi4py import MPI
+        MPI.Request.Waitall([r for r, _ in self._sends])
+        self._sends = []
+
+
+def _gather(comm, block, u, v, theta):
+    """Owned blocks → the whole fields on rank 0 (``u, v, theta`` there, written in place)."""
+    ou, ov, ot = block.owned()
+    parts = comm.gather((ou, ov, ot), root=0)
+    if comm.rank == 0:
+        for (lo, hi), (pu, pv, pt) in zip(block.parts, parts):
+            u[:, lo:hi] = pu
+            v[:, lo:hi] = pv
+            theta[lo:min(hi, block.N)] = pt
+
+
+def _on_root(comm, fn, share=True):
+    """Run ``fn()`` on rank 0 and broadcast its value (``share``; else rank 0 alone gets it);
+    an exception there is raised on every rank (so that no rank waits for a collective the
+    root will never join)."""
+    value, error = None, None
+    if comm.rank == 0:
+        try:
+            value = fn()
+        except BaseException as exc:        # re-raised below, on every rank
+            error = exc
+    if share:
+        value, error = comm.bcast((value, error), root=0)
+    else:
+        error = comm.bcast(error, root=0)
+    if error is not None:
+        raise error
+    return value
+
+
+def solve_parallel(problem, comm=None, *, check_every: int | None = None, staleness: int = 0,
+                   async_mode: str = "newest", overlap: bool = True, threads: int | None = None,
+                   **solve_kwargs) -> WaveResult:
+    """:func:`solvers.wave.solve` on ``comm.size`` ranks, each stepping a block of nodes.
+
+    Every rank calls it with the same problem and arguments (``mpiexec -n P``); every rank gets
+    the same :class:`~wavecontrol.result.WaveResult`, and rank 0 writes ``out``.
+
+    Parameters
+    ----------
+    problem, **solve_kwargs
+        As for :func:`solvers.wave.solve` (not ``callback``); the setting must have a compiled
+        kernel (families ``affine`` and ``network``, the resistive port ``gd``).
+    comm : mpi4py communicator, optional
+        Default ``MPI.COMM_WORLD``.
+    check_every : int, optional
+        τ-steps between convergence checks (default ``record_every``).
+    staleness : int
+        0: synchronous (bit-identical to the serial run); d > 0: asynchronous, halos up to d
+        τ-steps late (module docstring).
+    async_mode : ``"newest"`` or ``"lag"``
+    overlap : bool
+        Step the boundary strips first and send their halos while the block steps.
+    threads : int, optional
+        numba threads of this rank (the network kernel's ``prange`` loops); default 1, so that
+        P ranks on P cores do not oversubscribe them.
+    """
+    from solvers.recording import RunRecorder
+    from solvers.wave import _initial_fields, solve
+
+    comm = world() if comm is None else comm
+    if solve_kwargs.get("callback") is not None:
+        raise ValueError("callback is not supported by the parallel driver (it would need the "
+                         "whole field every callback_every τ-steps)")
+    if isinstance(staleness, bool) or int(staleness) != staleness or staleness < 0:
+        raise ValueError(f"staleness must be an integer >= 0, got {staleness!r}")
+    if async_mode not in ASYNC_MODES:
+        raise ValueError(f"unknown async_mode {async_mode!r}; valid: {', '.join(ASYNC_MODES)}")
+    if threads is not None and (int(threads) != threads or threads < 1):
+        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+    if threads is not None or comm.size > 1:
+        import numba
+        numba.set_num_threads(min(int(threads or 1), numba.config.NUMBA_NUM_THREADS))
+    kw = dict(solve_kwargs)
+    out, resume = kw.pop("out", None), bool(kw.pop("resume", False))
+    progress = bool(kw.pop("progress", False))
+    snapshot_every = kw.pop("snapshot_every", None)
+    kw.pop("callback", None)
+    kw.pop("callback_every", None)
+    max_steps = kw.pop("max_steps", 500_000)
+    if int(max_steps) != max_steps or max_steps < 0:
+        raise ValueError(f"max_steps must be an integer >= 0, got {max_steps!r}")
+    max_steps = int(max_steps)
+
+    # rank 0 opens the run file (a resumed run's state and record_every come from it)
+    recording = out is not None or resume or progress
+    recorder = None
+    if recording:
+        recorder = _on_root(comm, lambda: RunRecorder(out, resume=resume, progress=progress,
+                                                      snapshot_every=snapshot_every),
+                            share=False)
+    stored = comm.bcast(None if recorder is None or recorder.stored is None
+                        else (recorder.stored.record_every, recorder.initial_state()), root=0)
+    record_every = kw.pop("record_every", None)
+    if record_every is None:
+        record_every = stored[0] if stored is not None else max(1, max_steps // 5000)
+    # the serial driver validates the settings, binds the port and compiles the kernel
+    probe = solve(problem, max_steps=0, record_every=record_every, **kw)
+    config = dict(probe.config, max_steps=max_steps)
+    if config["backend"] != "numba":
+        raise ValueError("the parallel driver steps with the compiled kernels, and this setting "
+                         "has none (solve(..., backend='numba') says why)")
+    check_every = int(record_every if check_every is None else check_every)
+    if check_every < 1:
+        raise ValueError(f"check_every must be an integer >= 1, got {check_every!r}")
+    tol, bound_factor = float(config["tol"]), float(config["divergence_bound"])
+    met = Metric(kw.get("metric", 1.0), problem.n, problem.N) \
+        if not isinstance(kw.get("metric", 1.0), Metric) else kw["metric"]
+    kernel = _Kernel(problem, config, met, config["dtype"])
+    g = stencil_reach(config["formulation"], config["scheme"], config["courant"])
+    block = _Block(comm, kernel, problem.N, g, overlap, staleness, async_mode)
+
+    if stored is not None:
+        u, v, theta, V0 = stored[1]
+    else:
+        x, lam, theta = _initial_fields(problem, kw.get("init", "zeros"))
+        if config["formulation"] == "paper":
+            u, v = met.to_waves(x, lam)
+            V0 = energy(u, v, problem.dt)
+        else:
+            u, v = x, lam
+            V0 = energy(*met.characteristic(x, lam), problem.dt)
+    u, v, theta = (np.ascontiguousarray(a, dtype=float) for a in (u, v, theta))
+    bound = bound_factor * max(V0, 1.0)
+    hist = np.full((max_steps // record_every + 1, len(kernels.HIST_COLUMNS) + 1), np.nan)
+    step, rows, maxerr = 0, 0, 0.0
+    if recording:
+        from solvers.wave import HISTORY_COLUMNS
+        from wavecontrol.ports import ResistivePort
+
+        def begin():
+            got = recorder.begin(
+                problem=problem, metric=met, formulation=config["formulation"],
+                port=ResistivePort(kernel.eta), config=config, columns=HISTORY_COLUMNS,
+                hist=hist, u=u, v=v, theta=theta, V_initial=V0, max_steps=max_steps)
+            return got[0], got[1:]
+        got = _on_root(comm, begin, share=False)
+        if comm.rank == 0:
+            hist = got[0]
+        step, rows, maxerr = comm.bcast(None if got is None else got[1], root=0)
+    block.take(u, v, theta)
+
+    status, message, diverged_at = Status.MAX_STEPS, "", None
+    res = (math.nan,) * 3 if stored is None or recorder is None else recorder.stored.residuals
+    res = comm.bcast(res, root=0)
+    comm.Barrier()
+    t_loop = time.perf_counter()
+    checks = 0
+    try:
+        while True:
+            # the check of the fields at ``step`` (rank 0: one serial τ-step, new fields dropped)
+            if step < max_steps and (step % check_every == 0 or step % record_every == 0):
+                def check():
+                    cu, cv, ct = u.copy(), v.copy(), theta.copy()
+                    t = tol if step % check_every == 0 else -1.0
+                    rec = 1 if step % record_every == 0 else 0
+                    done, code, nrows, err, *r = kernel.serial(cu, cv, ct, step, 1, t, rec,
+                                                               hist, rows, bound)
+                    return code, nrows, err, tuple(r), done
+                code, rows, err, r, done = _on_root(comm, check)
+                checks += 1
+                if code == kernels.CONVERGED:
+                    res = r
+                    status = Status.CONVERGED
+                    message = (f"all residuals <= tol = {tol:g} after {step} τ-steps "
+                               f"(checked every {check_every} τ-steps on {comm.size} ranks)")
+                    break
+                if code == kernels.DIVERGED:
+                    status, diverged_at = Status.DIVERGED, step + 1
+                    message = (f"diverged at τ-step {diverged_at}: the wave energy V would "
+                               f"exceed {bound_factor:g} x max(V_initial, 1) (or ½|θ|² would);"
+                               f" the fields returned are those of τ-step {step} (divergence "
+                               f"is checked every {check_every} τ-steps on {comm.size} ranks)")
+                    break
+                if done:
+                    res = r
+                    maxerr = max(maxerr, err)
+            if step >= max_steps:
+                message = (f"max_steps = {max_steps} reached; residuals (x {res[0]:.3g}, lambda "
+                           f"{res[1]:.3g}, theta {res[2]:.3g}) > tol = {tol:g} (at the last "
+                           f"check, every {check_every} τ-steps on {comm.size} ranks)")
+                break
+            chunk = min(max_steps - step, check_every - step % check_every,
+                        record_every - step % record_every)
+            if recording:
+                chunk = _on_root(comm, lambda: recorder.chunk_length(step, chunk))
+            for it in range(chunk):
+                block.step(step + it)
+            step += chunk
+            block.synchronize(step)
+            _gather(comm, block, u, v, theta)
+            if recording:
+                stop = _on_root(comm, lambda: recorder.chunk_done(step, u, v, theta, hist, rows,
+                                                                  maxerr, res))
+                if stop:
+                    status, message = (Status.INTERRUPTED,
+                                       f"interrupted (Ctrl-C) at τ-step {step}")
+                    break
+    except BaseException:
+        if recorder is not None:
+            recorder.close()
+        raise
+    finally:
+        block.finish_sends()
+    wall = time.perf_counter() - t_loop
+    ok = comm.allreduce(block.ok, op=_land())
+    if not ok and status == Status.MAX_STEPS:
+        # non-finite fields that the last check did not see: report them as a divergence
+        status, diverged_at = Status.DIVERGED, step + 1
+        message = f"diverged: non-finite fields at τ-step {step} on {comm.size} ranks"
+    stats = {"ranks": comm.size, "stencil_reach": g, "check_every": check_every,
+             "checks": checks, "staleness": int(staleness),
+             "async_mode": async_mode if staleness else None, "overlap": bool(overlap),
+             "halo_messages": comm.allreduce(block.messages),
+             "halo_bytes": comm.allreduce(block.bytes_sent), "owned": (block.lo, block.hi)}
+
+    def final():
+        return _final(problem, met, config, status, message, diverged_at, step, u, v, theta,
+                      hist, rows, maxerr, res, V0, wall, probe.compile_time, recorder)
+    result = _on_root(comm, final)
+    result.config = dict(result.config, parallel=stats)
+    return result
+
+
+def _land():
+    from mpi4py import MPI
+    return MPI.LAND
+
+
+def _final(problem, met, config, status, message, diverged_at, step, u, v, theta, hist, rows,
+           maxerr, res, V0, wall, compile_time, recorder):
+    """The result (and the run file's final record) from the whole fields, as the serial
+    driver builds it."""
+    from solvers.wave import HISTORY_COLUMNS
+    if config["formulation"] == "paper":
+        x, lam = met.from_waves(u, v)
+        V_final = energy(u, v, problem.dt)
+    else:
+        x, lam = u.copy(), v.copy()
+        V_final = energy(*met.characteristic(x, lam), problem.dt)
+    with np.errstate(all="ignore"):
+        r_x, r_l, r_t = problem.residuals(x, lam, theta)
+        objective = problem.objective(theta)
+    residuals = {"x": float(np.abs(r_x).max()), "lambda": float(np.abs(r_l).max()),
+                 "theta": float(np.abs(r_t).max())}
+    if status == Status.CONVERGED:
+        residuals = {"x": float(res[0]), "lambda": float(res[1]), "theta": float(res[2])}
+    history = {name: hist[:rows, j].copy() for j, name in enumerate(HISTORY_COLUMNS)}
+    history["step"] = history["step"].astype(np.int64)
+    history["tau"] = history["step"] * config["courant"] * problem.dt
+    if recorder is not None:
+        recorder.finish(status=status.value, message=message, diverged_at=diverged_at,
+                        step=step, u=u, v=v, theta=theta, hist=hist, rows=rows,
+                        ledger_max=maxerr, res=tuple(res),
+                        final={"x": x, "lam": lam, "theta": theta, "residuals": residuals,
+                               "objective": objective, "V_final": V_final, "wall_time": wall,
+                               "compile_time": compile_time})
+    return WaveResult(status=status, message=message, steps=step, x=x, lam=lam,
+                      theta=theta.copy(), residuals=residuals, objective=float(objective),
+                      history=history, diverged_at=diverged_at, wall_time=wall,
+                      compile_time=compile_time, config=config,
+                      ledger_max_rel_error=float(maxerr), V_initial=float(V0),
+                      V_final=float(V_final))
+
+
+__all__ = ["solve_parallel", "stencil_reach", "partition", "have_mpi", "world", "ASYNC_MODES"]
