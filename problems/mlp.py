@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .datasets import network_data
 from .network import NetworkProblem
-from .neural_ode import _data, _jsonable
+from .neural_ode import _jsonable
 
 DEFAULTS = {
     "widths": (2, 32, 16, 16, 3),
@@ -26,6 +27,8 @@ DEFAULTS = {
     "init_scale": 1.0,
     "linear_output": True,
     "data": None,
+    "test_data": None,
+    "n_classes": None,
 }
 
 
@@ -34,8 +37,11 @@ def mlp(**params) -> NetworkProblem:
 
     widths : node widths n_0..n_N (N + 1 >= 2 entries); n_0 must equal the data dimension and
         n_N the number of classes K
-    dataset, n_samples, seed, dataset_params, data : as for
-        :func:`problems.neural_ode.neural_ode`
+    dataset, n_samples, seed, dataset_params, data, test_data, n_classes : as for
+        :func:`problems.neural_ode.neural_ode`; with a mini-batch callable as ``data``, K
+        defaults to ``widths[-1]``. E.g. ``mlp(dataset="digits", widths=(64, 32, 10))``
+        trains on the digits' training split; ``problem.test_accuracy(theta)`` scores the
+        held-out split.
     activation, loss, weight_decay, batch, init_scale : likewise
     linear_output : last layer without activation (default True)
     """
@@ -49,7 +55,8 @@ def mlp(**params) -> NetworkProblem:
             or np.any(widths < 1)):
         raise ValueError(f"widths must list N + 1 >= 2 integers >= 1, got "
                          f"{np.asarray(p['widths']).tolist()}")
-    X, labels, K = _data(p)
+    data = network_data(p, given=params, default_classes=int(widths[-1]))
+    X, labels, K = data.X, data.labels, data.n_classes
     if int(widths[-1]) != K:
         raise ValueError(f"widths[-1] = {int(widths[-1])} must equal the number of classes "
                          f"K = {K} (the last node holds the class scores)")
@@ -57,4 +64,5 @@ def mlp(**params) -> NetworkProblem:
         widths, X, labels, K, activation=p["activation"], loss=p["loss"],
         weight_decay=p["weight_decay"], residual=False, dt=1.0,
         linear_output=bool(p["linear_output"]), batch=p["batch"], init_scale=p["init_scale"],
-        seed=p["seed"], name="mlp", params=_jsonable(p))
+        seed=p["seed"], name="mlp", params=_jsonable(p), batches=data.batches,
+        test_data=data.test)

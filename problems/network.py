@@ -33,6 +33,9 @@ from wavecontrol.grid import Layout
 from wavecontrol.netkernels import ACT_CODES, LOSS_CODES
 from wavecontrol.problem import LayeredProblem
 
+from .datasets import accuracy as _accuracy
+from .datasets import check_arrays
+
 
 def _sigmoid(z):
     return 0.5 * (1.0 + np.tanh(0.5 * z))
@@ -61,26 +64,14 @@ def check_loss(name: str) -> str:
     return name
 
 
-def check_data(X, labels, n_classes: int, d: int | None = None, rows: int | None = None):
-    """Validated copies of (X (B, d), labels (B,)); errors name ``X`` or ``labels``."""
-    X = np.array(X, dtype=float)
-    if X.ndim != 2 or (d is not None and X.shape[1] != d) or (rows is not None
-                                                             and X.shape[0] != rows):
-        want = f"({'B' if rows is None else rows}, {'d' if d is None else d})"
-        raise ValueError(f"X must have shape {want}, got {X.shape}")
-    if not np.all(np.isfinite(X)):
-        raise ValueError("X must be finite")
-    labels = np.asarray(labels)
-    if labels.shape != (X.shape[0],):
-        raise ValueError(f"labels must have shape ({X.shape[0]},) to match X, got "
-                         f"{labels.shape}")
-    if labels.size and (not np.all(np.isfinite(labels.astype(float)))
-                        or np.any(labels != np.round(labels))):
-        raise ValueError("labels must be integers")
-    labels = labels.astype(np.int64)
-    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ValueError(f"labels must lie in 0..{n_classes - 1} (K = {n_classes} classes), "
-                         f"got {labels.min()}..{labels.max()}")
+def check_data(X, labels, n_classes: int, d: int | None = None, rows: int | None = None,
+               what: str = ""):
+    """Validated copies of (X (B, d), labels (B,)); errors name ``X`` or ``labels``
+    (:func:`problems.datasets.check_arrays`)."""
+    X, labels, _ = check_arrays(X, labels, max(int(n_classes), 2), d=d, rows=rows, what=what)
+    if labels.max() >= n_classes:       # n_classes = 1: every label must be 0
+        raise ValueError(f"{what}labels must lie in 0..{n_classes - 1} (K = {n_classes} "
+                         f"classes), got {labels.min()}..{labels.max()}")
     return X, labels
 
 
@@ -92,7 +83,8 @@ class NetworkProblem(LayeredProblem):
     widths : sequence of int
         Node widths n_0..n_N (n_0 = data dimension + ``augment``).
     X, labels : arrays (P, d), (P,)
-        The data set (the pool mini-batches are drawn from).
+        The data set (the pool mini-batches are drawn from); with ``batches``, its first
+        mini-batch.
     n_classes : int
         K.
     activation : str
@@ -118,6 +110,11 @@ class NetworkProblem(LayeredProblem):
         Scale of the default initial weights.
     seed : int
         Seeds the default θ0 and the choice of the first mini-batch.
+    batches : callable, optional
+        The user's mini-batch source: ``batches()`` returns the next ``(X, labels)`` of B
+        samples; :meth:`resample` calls it instead of drawing from (X, labels).
+    test_data : (X, labels), optional
+        A held-out test set (:meth:`test_accuracy`).
     """
 
     family = "network"
@@ -125,7 +122,7 @@ class NetworkProblem(LayeredProblem):
     def __init__(self, widths, X, labels, n_classes, *, activation="tanh", loss="mse",
                  weight_decay=0.0, residual=False, dt=1.0, linear_output=False, readout=None,
                  augment=0, batch=None, theta0=None, init_scale=1.0, seed=0, name="network",
-                 params=None):
+                 params=None, batches=None, test_data=None):
         self.name = name
         self.activation = check_activation(activation)
         self.loss = check_loss(loss)
@@ -166,12 +163,23 @@ class NetworkProblem(LayeredProblem):
         self.residual = bool(residual)
         self._s, self._h = (1.0, float(dt)) if residual else (0.0, 1.0)
         self.X_pool, self.labels_pool = X, labels
+        if batches is not None and not callable(batches):
+            raise ValueError(f"batches must be a callable returning (X, labels), got "
+                             f"{type(batches).__name__}")
+        self.batches = batches
+        self.test_set = None
+        if test_data is not None:
+            self.test_set = check_data(test_data[0], test_data[1], self.n_classes, d=d,
+                                       what="test_data: ")
         P = X.shape[0]
         B = P if batch is None else batch
         if isinstance(B, bool) or int(B) != B or not 1 <= B <= P:
             raise ValueError(f"batch must be an integer in 1..{P} (the data set size), got "
                              f"{batch!r}")
         B = int(B)
+        if batches is not None and B != P:
+            raise ValueError(f"batch must be None or {P} (the size of the data callable's "
+                             f"first mini-batch), got {batch!r}")
         idx = (np.arange(P) if B == P
                else np.sort(np.random.default_rng([seed, 2]).choice(P, B, replace=False)))
 
@@ -382,7 +390,15 @@ class NetworkProblem(LayeredProblem):
             X, labels = self.X_pool, self.labels_pool
         else:
             X, labels = check_data(X, labels, self.n_classes, d=self.X_pool.shape[1])
-        return float(np.mean(self.predict(theta, X) == labels))
+        return _accuracy(self.predict(theta, X), labels)
+
+    def test_accuracy(self, theta) -> float:
+        """Accuracy on the held-out test set (``test_data``, or a library data set's test
+        split); ValueError when the problem has none."""
+        if self.test_set is None:
+            raise ValueError(f"problem {self.name!r} has no test set: pass test_data=(X, "
+                             "labels) or use a library data set (dataset='digits')")
+        return self.accuracy(theta, *self.test_set)
 
     def objective(self, theta) -> float:
         """J(θ) on the current mini-batch (eq. 48), by the plain forward pass."""
@@ -423,12 +439,23 @@ class NetworkProblem(LayeredProblem):
                                rows=self.batch)
         self._set_batch(X, labels)
 
-    def resample(self, rng):
+    def resample(self, rng=None):
         """Draw a new mini-batch of ``batch`` samples from the data set (without replacement).
 
         ``rng`` is a ``numpy.random.Generator`` or a seed. The input x_in and the targets are
-        swapped in place, so a run in progress sees the new batch at its next τ-step.
+        swapped in place, so a run in progress sees the new batch at its next τ-step. With a
+        ``batches`` callable the next batch is ``batches()`` instead (``rng`` is not used; the
+        return value is None rather than the indices drawn).
         """
+        if self.batches is not None:
+            out = self.batches()
+            if not (isinstance(out, (tuple, list)) and len(out) == 2):
+                raise ValueError(f"the data callable must return a pair (X, labels), got "
+                                 f"{type(out).__name__}")
+            X, labels = check_data(out[0], out[1], self.n_classes, d=self.X_pool.shape[1],
+                                   rows=self.batch, what="the data callable's mini-batch: ")
+            self._set_batch(X, labels)
+            return None
         rng = np.random.default_rng(rng)
         idx = rng.choice(self.X_pool.shape[0], size=self.batch, replace=False)
         self._set_batch(self.X_pool[idx], self.labels_pool[idx])

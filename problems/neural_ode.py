@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .datasets import make_dataset, n_classes
+from .datasets import network_data
 from .network import NetworkProblem
 
 DEFAULTS = {
@@ -29,6 +29,8 @@ DEFAULTS = {
     "init_scale": 1.0,
     "readout": None,
     "data": None,
+    "test_data": None,
+    "n_classes": None,
 }
 
 
@@ -37,7 +39,14 @@ def neural_ode(**params) -> NetworkProblem:
 
     dataset : a name of :data:`problems.datasets.DATASETS`, generated with ``n_samples``,
         ``seed`` and the generator's own ``dataset_params`` (e.g. ``{"noise": 0.2}``)
-    data : ``(X, labels)`` given directly instead (K = max label + 1, at least 2)
+    data : the user's own data instead: arrays ``(X, labels)`` (X (P, d) real, labels P
+        integers 0..K−1; K = ``n_classes`` or max label + 1, at least 2), or a callable
+        returning the next mini-batch ``(X, labels)`` at every call (needs ``n_classes``;
+        ``resample`` and ``resampling_callback`` then call it);
+        see :func:`problems.datasets.network_data`. ``dataset="digits"`` is a library data
+        set with a held-out test split.
+    test_data : ``(X, labels)``, a held-out test set (``problem.test_accuracy(theta)``)
+    n_classes : K, when the labels do not fix it
     augment : zero components appended to the inputs (width n = d + augment)
     N, T : layers and horizon (Δt = T/N)
     activation : ``tanh``, ``sigmoid``, ``softplus``, ``relu`` or ``identity``
@@ -61,32 +70,21 @@ def neural_ode(**params) -> NetworkProblem:
     aug = p["augment"]
     if isinstance(aug, bool) or int(aug) != aug or aug < 0:
         raise ValueError(f"augment must be an integer >= 0, got {aug!r}")
-    X, labels, K = _data(p)
+    data = network_data(p, given=params)
+    X, labels, K = data.X, data.labels, data.n_classes
     n = X.shape[1] + int(aug)
     prob = NetworkProblem(
         np.full(int(N) + 1, n), X, labels, K, activation=p["activation"], loss=p["loss"],
         weight_decay=p["weight_decay"], residual=True, dt=T / int(N), readout=p["readout"],
         augment=int(aug), batch=p["batch"], init_scale=p["init_scale"], seed=p["seed"],
-        name="neural-ode", params=_jsonable(p))
+        name="neural-ode", params=_jsonable(p), batches=data.batches, test_data=data.test)
     return prob
-
-
-def _data(p):
-    """(X, labels, K) from ``data`` or from the named data set."""
-    if p["data"] is not None:
-        X, labels = p["data"]
-        labels = np.asarray(labels)
-        K = int(labels.max()) + 1 if labels.size else 1
-        return X, labels, max(K, 2)
-    kw = dict(p["dataset_params"] or {})
-    X, labels = make_dataset(p["dataset"], n_samples=p["n_samples"], seed=p["seed"], **kw)
-    return X, labels, n_classes(p["dataset"], **kw)
 
 
 def _jsonable(p):
     out = {}
     for k, v in p.items():
-        if k == "data":
+        if k in ("data", "test_data"):
             out[k] = None if v is None else "user"
         elif k == "readout" and v is not None:
             out[k] = np.asarray(v).tolist()
