@@ -100,16 +100,40 @@ def partition(N: int, size: int) -> list[tuple[int, int]]:
 # the compiled kernels on a block of nodes
 # --------------------------------------------------------------------------------------------
 class _Kernel:
-    """The serial kernel call of one problem and the same call on a node range ``[a, b)``."""
+    """The serial kernel call of one problem and the same call on a node range ``[a, b)``.
 
-    def __init__(self, problem, config, met, dtype):
+    The node fields are a list of ``(B', N + 1, c)`` arrays: (u, v) and, for the matched port,
+    its state P as ``(1, N + 1, n·n)`` (a view of the port's own array); θ is ``(N, m)``.
+    """
+
+    def __init__(self, problem, config, met, port, dtype):
         self.problem, self.dt = problem, problem.dt
-        self.family = problem.family
+        self.N, self.n = problem.N, problem.n
         nu = float(config["courant"])
-        port = config["port"]
-        self.eta = float(port["eta"])
         explicit = config["termination"] == "explicit"
-        if self.family == "affine":
+        self.port = port
+        if port.name == "matched":
+            from wavecontrol.codegen import kernel_module
+            from wavecontrol.problem import AffineQuadraticProblem
+            from problems.builder import EulerProblem
+            source, D = problem.node_kernel()
+            if isinstance(problem, AffineQuadraticProblem):
+                self.layer_data = 5         # D = (A, B, c, Q, R, Qf, gf): five per layer
+            elif isinstance(problem, EulerProblem):
+                self.layer_data = 0         # autonomous: the same data for every layer
+            else:
+                raise ValueError(f"the parallel driver runs the matched port on affine and "
+                                 f"Euler problems (it must know which node data are per "
+                                 f"layer), not on {type(problem).__name__}")
+            self.kind = "matched"
+            self.module = kernel_module(source)
+            self.D = D
+            self.head = (SCHEME_CODES[config["scheme"]], explicit, nu, float(port.floor))
+            self.x_in = np.ascontiguousarray(problem.x_in[0], dtype=float)
+            self.Th = np.ascontiguousarray(met.theta)
+            self.Ti = np.ascontiguousarray(met.theta_inv)
+        elif problem.family == "affine":
+            self.kind = "affine"
             A, Bm, c, Q, R, Qf, gf, x_in = problem.kernel_data()
             Ti_N = met.theta_inv[-1]
             Mterm = np.ascontiguousarray(np.linalg.inv(np.eye(problem.n) + Ti_N.T @ Qf @ Ti_N))
@@ -117,55 +141,77 @@ class _Kernel:
             alpha = config["alpha"] if form == "paper" else nu
             self.head = (kernels.FORM_CODES[form],
                          SCHEME_CODES[transport_scheme(form, config["scheme"])],
-                         explicit, config["sources"] == "before", nu, float(alpha), self.eta)
+                         explicit, config["sources"] == "before", nu, float(alpha),
+                         float(port.eta))
             self.data = (A, Bm, c, Q, R, Qf, gf, x_in, met.theta, met.theta_inv, Mterm)
         else:
             from solvers.wave import _node_scalars
+            self.kind = "network"
             self.kd = problem.kernel_data()
             self.cm = _node_scalars(problem, met)
-            self.tail = (nu, self.eta, explicit)
+            self.tail = (nu, float(port.eta), explicit)
             self.proto = np.empty(0, dtype=dtype)
 
-    def serial(self, u, v, theta, start, n, tol, record_every, hist, rows, bound):
-        """The serial kernel on the whole field (the call of :func:`solvers.wave.solve`)."""
-        if self.family == "affine":
-            return kernels.affine_run(*self.head, *self.data, u, v, theta, start, n, tol,
+    def fields(self, u, v):
+        """The node fields of the whole problem (the matched port's P from the port)."""
+        if self.kind != "matched":
+            return [u, v]
+        P = self.port.kernel_state()
+        return [u, v, P.reshape(1, self.N + 1, self.n * self.n)]
+
+    def _call(self, data, F, theta, start, n, tol, record_every, hist, rows, bound):
+        if self.kind == "affine":
+            return kernels.affine_run(*self.head, *data, F[0], F[1], theta, start, n, tol,
                                       record_every, hist, rows, bound, self.dt)
-        return netkernels.network_run(*self.kd, self.cm, *self.tail, u, v, theta, self.proto,
+        if self.kind == "matched":
+            D, x_in, Th, Ti = data
+            n1 = F[0].shape[1]
+            return self.module.matched_run(*self.head, D, x_in, Th, Ti, F[0][0], F[1][0], theta,
+                                           F[2][0].reshape(n1, self.n, self.n), start, n, tol,
+                                           record_every, hist, rows, bound, self.dt)
+        kd, cm = data
+        return netkernels.network_run(*kd, cm, *self.tail, F[0], F[1], theta, self.proto,
                                       start, n, tol, record_every, hist, rows, bound, self.dt)
 
+    def serial(self, F, theta, start, n, tol, record_every, hist, rows, bound):
+        """The serial kernel on the whole field (the call of :func:`solvers.wave.solve`)."""
+        if self.kind == "affine":
+            data = self.data
+        elif self.kind == "matched":
+            data = (self.D, self.x_in, self.Th, self.Ti)
+        else:
+            data = (self.kd, self.cm)
+        return self._call(data, F, theta, start, n, tol, record_every, hist, rows, bound)
+
     def block(self, a: int, b: int):
-        """``run(u, v, θ, start)``: one τ-step of nodes a..b−1 (layers a..b−2) in place, as if
+        """``run(F, θ, start)``: one τ-step of nodes a..b−1 (layers a..b−2) in place, as if
         they were the whole problem; returns False when the block's fields went non-finite."""
-        N = self.problem.N
-        hist = np.empty((0, len(kernels.HIST_COLUMNS)))
-        inf = math.inf
-        if self.family == "affine":
+        N = self.N
+        lay = slice(a, b - 1)
+        if self.kind == "affine":
             A, Bm, c, Q, R, Qf, gf, x_in, Th, Ti, Mterm = self.data
-            lay = slice(a, b - 1)
-            data = (A[lay].copy(), Bm[lay].copy(), c[lay].copy(), Q[lay].copy(),
-                    R[lay].copy(), Qf, gf, x_in, Th[a:b].copy(), Ti[a:b].copy(), Mterm)
-            head, dt = self.head, self.dt
+            data = tuple(np.ascontiguousarray(z[lay]) for z in (A, Bm, c, Q, R)) + (
+                Qf, gf, x_in, np.ascontiguousarray(Th[a:b]), np.ascontiguousarray(Ti[a:b]),
+                Mterm)
+        elif self.kind == "matched":
+            D = tuple(np.ascontiguousarray(z[lay]) if i < self.layer_data else z
+                      for i, z in enumerate(self.D))
+            data = (D, self.x_in, np.ascontiguousarray(self.Th[a:b]),
+                    np.ascontiguousarray(self.Ti[a:b]))
+        else:
+            w, s, h, act, lin_last, loss, wd, P, targets, x_in = self.kd
+            wb = np.ascontiguousarray(w[a:b])
+            if b < N + 1:
+                # a ghost last node: any finite loss gradient will do (P = 0 gives zero)
+                P = np.zeros((P.shape[0], int(wb[-1])))
+            if a > 0:
+                x_in = np.zeros((x_in.shape[0], int(wb[0])))
+            data = ((wb, s, h, act, bool(lin_last and b == N + 1), loss, wd, P, targets, x_in),
+                    np.ascontiguousarray(self.cm[a:b]))
+        hist = np.empty((0, len(kernels.HIST_COLUMNS) + 1))
 
-            def run(u, v, theta, start):
-                code = kernels.affine_run(*head, *data, u, v, theta, start, 1, -1.0, 0, hist,
-                                          0, inf, dt)[1]
-                return code != kernels.DIVERGED
-            return run
-        w, s, h, act, lin_last, loss, wd, P, targets, x_in = self.kd
-        wb = np.ascontiguousarray(w[a:b])
-        if b < N + 1:
-            # a ghost last node: any finite loss gradient will do (P = 0 gives zero)
-            P = np.zeros((P.shape[0], int(wb[-1])))
-        if a > 0:
-            x_in = np.zeros((x_in.shape[0], int(wb[0])))
-        kd = (wb, s, h, act, bool(lin_last and b == N + 1), loss, wd, P, targets, x_in,
-              np.ascontiguousarray(self.cm[a:b]))
-        tail, proto, dt = self.tail, self.proto, self.dt
-
-        def run(u, v, theta, start):
-            code = netkernels.network_run(*kd, *tail, u, v, theta, proto, start, 1, -1.0, 0,
-                                          hist, 0, inf, dt)[1]
+        def run(F, theta, start):
+            code = self._call(data, F, theta, start, 1, -1.0, 0, hist, 0, math.inf)[1]
             return code != kernels.DIVERGED
         return run
 
@@ -216,39 +262,41 @@ class _Block:
             return (self.elo, self.lo), (self.elo, self.lo)
         return (self.hi, self.ehi), (self.hi, self.ehi - 1)
 
-    def take(self, u, v, theta):
+    def take(self, F, theta):
         """This rank's extended block of the whole fields (copies)."""
         e0, e1 = self.elo, self.ehi
-        self.u = np.ascontiguousarray(u[:, e0:e1])
-        self.v = np.ascontiguousarray(v[:, e0:e1])
+        self.F = [np.ascontiguousarray(f[:, e0:e1]) for f in F]
         self.th = np.ascontiguousarray(theta[e0:e1 - 1])
         for q in self._hist.values():
             q.clear()
 
     def owned(self):
-        """(u, v, θ) of the owned nodes and layers."""
+        """The node fields and θ of the owned nodes and layers."""
         a, b = self.lo - self.elo, self.hi - self.elo
         lb = min(self.hi, self.N) - self.elo
-        return self.u[:, a:b], self.v[:, a:b], self.th[a:lb]
+        return [f[:, a:b] for f in self.F], self.th[a:lb]
 
-    def _pack(self, u, v, th, base, side, version):
+    def _pack(self, F, th, base, side, version):
         (n0, n1), (l0, l1) = self._send_ranges(side)
-        parts = [u[:, n0 - base:n1 - base].ravel(), v[:, n0 - base:n1 - base].ravel(),
-                 th[l0 - base:l1 - base].ravel(), np.array([float(version)])]
+        parts = [f[:, n0 - base:n1 - base].ravel() for f in F]
+        parts += [th[l0 - base:l1 - base].ravel(), np.array([float(version)])]
         return np.concatenate(parts)
 
     def _unpack(self, side, buf):
         (n0, n1), (l0, l1) = self._recv_ranges(side)
         e = self.elo
-        B, n, m = self.u.shape[0], self.u.shape[2], self.th.shape[1]
-        k = B * (n1 - n0) * n
-        self.u[:, n0 - e:n1 - e] = buf[:k].reshape(B, n1 - n0, n)
-        self.v[:, n0 - e:n1 - e] = buf[k:2 * k].reshape(B, n1 - n0, n)
-        self.th[l0 - e:l1 - e] = buf[2 * k:2 * k + (l1 - l0) * m].reshape(l1 - l0, m)
+        k = 0
+        for f in self.F:
+            size = f.shape[0] * (n1 - n0) * f.shape[2]
+            f[:, n0 - e:n1 - e] = buf[k:k + size].reshape(f.shape[0], n1 - n0, f.shape[2])
+            k += size
+        m = self.th.shape[1]
+        self.th[l0 - e:l1 - e] = buf[k:k + (l1 - l0) * m].reshape(l1 - l0, m)
 
     def _recv_size(self, side):
         (n0, n1), (l0, l1) = self._recv_ranges(side)
-        return 2 * self.u.shape[0] * (n1 - n0) * self.u.shape[2] + (l1 - l0) * self.th.shape[1] + 1
+        return (sum(f.shape[0] * (n1 - n0) * f.shape[2] for f in self.F)
+                + (l1 - l0) * self.th.shape[1] + 1)
 
     def step(self, start):
         """One τ-step of the block (global index ``start``) with its halo exchange."""
@@ -256,35 +304,32 @@ class _Block:
         comm = self.comm
         sides = [s for s, nb in (("left", self.left), ("right", self.right)) if nb is not None]
         out = {}
+        e = self.elo
         for side in sides:          # the strips first: their halos travel while the block runs
             if side in self.strips:
                 a, b, run = self.strips[side]
-                e = self.elo
-                su = self.u[:, a - e:b - e].copy()
-                sv = self.v[:, a - e:b - e].copy()
+                sF = [f[:, a - e:b - e].copy() for f in self.F]
                 st = self.th[a - e:b - 1 - e].copy()
-                run(su, sv, st, start)
-                out[side] = self._pack(su, sv, st, a, side, start + 1)
+                run(sF, st, start)
+                out[side] = self._pack(sF, st, a, side, start + 1)
         recvs = {}
         if self.staleness == 0:
             for side in sides:
                 buf = np.empty(self._recv_size(side))
                 nb = self.left if side == "left" else self.right
                 recvs[side] = (buf, comm.Irecv(buf, source=nb, tag=1))
-        if not self.strips or len(self.strips) < len(sides):
-            self.ok = self.run(self.u, self.v, self.th, start) and self.ok
-            ran = True
-        else:
-            ran = False
+        first = len(out) < len(sides)       # a side without a strip sends from the block
+        if first:
+            self.ok = self.run(self.F, self.th, start) and self.ok
         for side in sides:
             if side not in out:
-                out[side] = self._pack(self.u, self.v, self.th, self.elo, side, start + 1)
+                out[side] = self._pack(self.F, self.th, e, side, start + 1)
             nb = self.left if side == "left" else self.right
             self._sends.append((comm.Isend(out[side], dest=nb, tag=1), out[side]))
             self.bytes_sent += out[side].nbytes
             self.messages += 1
-        if not ran:
-            self.ok = self.run(self.u, self.v, self.th, start) and self.ok
+        if not first:
+            self.ok = self.run(self.F, self.th, start) and self.ok
         if self.staleness == 0:
             MPI.Request.Waitall([r for _, r in recvs.values()])
             for side, (buf, _) in recvs.items():
@@ -295,12 +340,11 @@ class _Block:
 
     def _receive(self, side, block):
         """Receive the next halo of ``side`` into its history (blocking or only if arrived)."""
-        from mpi4py import MPI
         nb = self.left if side == "left" else self.right
         if not block and not self.comm.Iprobe(source=nb, tag=1):
             return False
         buf = np.empty(self._recv_size(side))
-        self.comm.Recv(buf, source=nb, tag=1, status=MPI.Status())
+        self.comm.Recv(buf, source=nb, tag=1)
         self._hist[side].append(buf)
         return True
 
@@ -344,14 +388,13 @@ class _Block:
         self._sends = []
 
 
-def _gather(comm, block, u, v, theta):
-    """Owned blocks → the whole fields on rank 0 (``u, v, theta`` there, written in place)."""
-    ou, ov, ot = block.owned()
-    parts = comm.gather((ou, ov, ot), root=0)
+def _gather(comm, block, F, theta):
+    """Owned blocks → the whole fields on rank 0 (``F, theta`` there, written in place)."""
+    parts = comm.gather(block.owned(), root=0)
     if comm.rank == 0:
-        for (lo, hi), (pu, pv, pt) in zip(block.parts, parts):
-            u[:, lo:hi] = pu
-            v[:, lo:hi] = pv
+        for (lo, hi), (pF, pt) in zip(block.parts, parts):
+            for f, pf in zip(F, pF):
+                f[:, lo:hi] = pf
             theta[lo:min(hi, block.N)] = pt
 
 
@@ -452,7 +495,8 @@ def solve_parallel(problem, comm=None, *, check_every: int | None = None, stalen
     tol, bound_factor = float(config["tol"]), float(config["divergence_bound"])
     met = Metric(kw.get("metric", 1.0), problem.n, problem.N) \
         if not isinstance(kw.get("metric", 1.0), Metric) else kw["metric"]
-    kernel = _Kernel(problem, config, met, config["dtype"])
+    port = _bound_port(problem, config, kw.get("port"))
+    kernel = _Kernel(problem, config, met, port, config["dtype"])
     g = stencil_reach(config["formulation"], config["scheme"], config["courant"])
     block = _Block(comm, kernel, problem.N, g, overlap, staleness, async_mode)
 
@@ -472,19 +516,22 @@ def solve_parallel(problem, comm=None, *, check_every: int | None = None, stalen
     step, rows, maxerr = 0, 0, 0.0
     if recording:
         from solvers.wave import HISTORY_COLUMNS
-        from wavecontrol.ports import ResistivePort
 
         def begin():
             got = recorder.begin(
-                problem=problem, metric=met, formulation=config["formulation"],
-                port=ResistivePort(kernel.eta), config=config, columns=HISTORY_COLUMNS,
-                hist=hist, u=u, v=v, theta=theta, V_initial=V0, max_steps=max_steps)
+                problem=problem, metric=met, formulation=config["formulation"], port=port,
+                config=config, columns=HISTORY_COLUMNS, hist=hist, u=u, v=v, theta=theta,
+                V_initial=V0, max_steps=max_steps)
             return got[0], got[1:]
         got = _on_root(comm, begin, share=False)
         if comm.rank == 0:
             hist = got[0]
         step, rows, maxerr = comm.bcast(None if got is None else got[1], root=0)
-    block.take(u, v, theta)
+        state = comm.bcast(port.state() if comm.rank == 0 else None, root=0)
+        if comm.rank != 0:              # a resumed port state (the matched port's P)
+            port.set_state(state)
+    F = kernel.fields(u, v)
+    block.take(F, theta)
 
     status, message, diverged_at = Status.MAX_STEPS, "", None
     res = (math.nan,) * 3 if stored is None or recorder is None else recorder.stored.residuals
@@ -497,10 +544,10 @@ def solve_parallel(problem, comm=None, *, check_every: int | None = None, stalen
             # the check of the fields at ``step`` (rank 0: one serial τ-step, new fields dropped)
             if step < max_steps and (step % check_every == 0 or step % record_every == 0):
                 def check():
-                    cu, cv, ct = u.copy(), v.copy(), theta.copy()
                     t = tol if step % check_every == 0 else -1.0
                     rec = 1 if step % record_every == 0 else 0
-                    done, code, nrows, err, *r = kernel.serial(cu, cv, ct, step, 1, t, rec,
+                    done, code, nrows, err, *r = kernel.serial([f.copy() for f in F],
+                                                               theta.copy(), step, 1, t, rec,
                                                                hist, rows, bound)
                     return code, nrows, err, tuple(r), done
                 code, rows, err, r, done = _on_root(comm, check)
@@ -534,7 +581,7 @@ def solve_parallel(problem, comm=None, *, check_every: int | None = None, stalen
                 block.step(step + it)
             step += chunk
             block.synchronize(step)
-            _gather(comm, block, u, v, theta)
+            _gather(comm, block, F, theta)
             if recording:
                 stop = _on_root(comm, lambda: recorder.chunk_done(step, u, v, theta, hist, rows,
                                                                   maxerr, res))
@@ -566,6 +613,22 @@ def solve_parallel(problem, comm=None, *, check_every: int | None = None, stalen
     result = _on_root(comm, final)
     result.config = dict(result.config, parallel=stats)
     return result
+
+
+def _bound_port(problem, config, given):
+    """The port of the run, bound to the problem: the one given, else one from the probe's
+    configuration (the serial driver's choice of port and gain)."""
+    from wavecontrol.ports import Port, ResistivePort, get_port
+    if isinstance(given, Port):
+        return given                    # bound by the probe
+    params = dict(config["port"])
+    name = params.pop("name")
+    if name not in ("gd", "matched"):
+        raise ValueError(f"port {name!r} has no compiled kernel; the parallel driver runs 'gd' "
+                         "and 'matched'")
+    port = ResistivePort(params["eta"]) if name == "gd" else get_port(name, **params)
+    port.bind(problem, courant=float(config["courant"]))
+    return port
 
 
 def _land():

@@ -1,10 +1,8 @@
-"""Worker of the MPI tests: ``mpiexec -n P python -m tests.mpi.mpi_case SPEC.json OUT.npz``.
+"""Worker of the MPI tests: ``mpiexec -n P python -m tests.mpi.mpi_case SPEC.json OUT``.
 
-SPEC holds ``problem`` (a name of :data:`problems.PROBLEMS` or ``"random_lqr"``), ``params``,
+SPEC is a list of cases; case i's result goes to ``OUT_i.npz``. A case holds ``problem`` (a name of :data:`problems.PROBLEMS` or ``"random_lqr"``), ``params``,
 ``solve`` (keyword arguments of :func:`solvers.wave.solve`) and ``parallel`` (those of
-:func:`solvers.parallel.solve_parallel`). Rank 0 writes the result's arrays to OUT; with
-``"kill_at"`` the worker runs with ``out=`` and rank 0 kills the whole job (SIGKILL of every
-rank) once the run file holds a state at or past that τ-step.
+:func:`solvers.parallel.solve_parallel`). Rank 0 writes the result's arrays.
 """
 
 from __future__ import annotations
@@ -24,14 +22,19 @@ def build(spec):
 
 
 def main(argv):
-    spec = json.loads(open(argv[0]).read())
-    from solvers.parallel import solve_parallel, world
+    from solvers.parallel import world
     comm = world()
+    for i, spec in enumerate(json.loads(open(argv[0]).read())):
+        run_case(comm, spec, f"{argv[1]}_{i}.npz")
+
+
+def run_case(comm, spec, path):
+    from solvers.parallel import solve_parallel
     problem = build(spec)
     result = solve_parallel(problem, comm, **spec.get("parallel", {}), **spec.get("solve", {}))
     if comm.rank == 0:
         h = {f"history_{k}": v for k, v in result.history.items()}
-        np.savez(argv[1], x=result.x, lam=result.lam, theta=result.theta,
+        np.savez(path, x=result.x, lam=result.lam, theta=result.theta,
                  steps=result.steps, status=result.status.value,
                  residuals=json.dumps(result.residuals), objective=result.objective,
                  ledger_max=result.ledger_max_rel_error, parallel=json.dumps(
