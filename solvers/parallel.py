@@ -64,6 +64,22 @@ def have_mpi() -> str | None:
     return None
 
 
+#: environment variables in which MPI launchers pass the number of ranks (MPICH/Hydra and
+#: PMIx, Open MPI, Slurm)
+_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "SLURM_NTASKS")
+
+
+def launched_ranks() -> int:
+    """The number of ranks this process was launched with (1 outside ``mpiexec``), read from
+    the launcher's environment so that MPI is not initialized to find out."""
+    import os
+    for name in _SIZE_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 1
+
+
 def world():
     """``MPI.COMM_WORLD`` (mpi4py imported on first use)."""
     why = have_mpi()
@@ -76,18 +92,18 @@ def world():
 def stencil_reach(formulation: str, scheme: str, courant: float) -> int:
     """Nodes a τ-step reads on each side of a node (and of a layer's two nodes).
 
-    Consistent form: upwind 1 (r_x,k reads x_{k−1}, θ_{k−1}; r_λ,k and θ_k read λ_{k+1}),
-    Beam–Warming 2 (the correction reads r_{k∓1}), characteristic ⌊ν⌋ + 1 (the departure point
-    lies between k − ⌊ν⌋ − 1 and k − ⌊ν⌋). Paper form: the transport's reach (upwind and
-    Lax–Wendroff 1, characteristic ⌊ν⌋ + 1) plus 1, since the sources are the residuals of the
-    transported fields (r_x,k reads x̄_{k−1}); with ``sources="before"`` they are not, but the
-    same reach is kept. The tests check every case for bit-identity at P = 2, 3, 4, which a
-    reach too small breaks at once.
+    Consistent form (and the matched port, whose step is a polynomial in its one-node map):
+    upwind 1 (r_x,k reads x_{k−1}, θ_{k−1}; r_λ,k and θ_k read λ_{k+1}), Lax–Wendroff 2 (the
+    correction reads r_{k∓1}), characteristic ⌈ν⌉ (the departure point lies between k − ⌊ν⌋
+    and k − ⌈ν⌉). Paper form: the transport's reach (upwind and Lax–Wendroff 1,
+    characteristic ⌈ν⌉) plus 1, since the sources are the residuals of the transported fields
+    (r_x,k reads x̄_{k−1}); with ``sources="before"`` one less would do, the same is kept.
+    Each value is tight: one node less breaks bit-identity at once (measured, docs/parallel.md).
     """
-    p = int(math.floor(courant))
+    c = max(1, int(math.ceil(courant)))
     if formulation == "consistent":
-        return {"upwind": 1, "lax-wendroff": 2}.get(scheme, p + 1)
-    return {"upwind": 2, "lax-wendroff": 2}.get(scheme, p + 2)
+        return {"upwind": 1, "lax-wendroff": 2}.get(scheme, c)
+    return {"upwind": 2, "lax-wendroff": 2}.get(scheme, c + 1)
 
 
 def partition(N: int, size: int) -> list[tuple[int, int]]:
@@ -601,7 +617,7 @@ def solve_parallel(problem, comm=None, *, check_every: int | None = None, stalen
         # non-finite fields that the last check did not see: report them as a divergence
         status, diverged_at = Status.DIVERGED, step + 1
         message = f"diverged: non-finite fields at τ-step {step} on {comm.size} ranks"
-    stats = {"ranks": comm.size, "stencil_reach": g, "check_every": check_every,
+    stats = {"ranks": comm.size, "rank": comm.rank, "stencil_reach": g, "check_every": check_every,
              "checks": checks, "staleness": int(staleness),
              "async_mode": async_mode if staleness else None, "overlap": bool(overlap),
              "halo_messages": comm.allreduce(block.messages),
@@ -672,4 +688,5 @@ def _final(problem, met, config, status, message, diverged_at, step, u, v, theta
                       V_final=float(V_final))
 
 
-__all__ = ["solve_parallel", "stencil_reach", "partition", "have_mpi", "world", "ASYNC_MODES"]
+__all__ = ["solve_parallel", "stencil_reach", "partition", "have_mpi", "world",
+           "launched_ranks", "ASYNC_MODES"]
