@@ -188,9 +188,12 @@ def reference_solution(problem, kind: str = "auto"):
 
 
 def solve_command(args) -> tuple[dict, object]:
-    """Build the problem and solve it; returns (report, result)."""
-    from solvers.wave import solve
+    """Build the problem and solve it; returns (report, result). Under ``mpiexec -n P`` with
+    P > 1 the depth-parallel driver runs it (docs/parallel.md) and ranks other than 0 get no
+    report (None)."""
+    from solvers import parallel, wave
 
+    solve = parallel.solve_parallel if parallel.launched_ranks() > 1 else wave.solve
     problem = build_problem(args)
     eta, port = port_settings(args)
     progress = not (args.quiet or args.json) and sys.stderr.isatty()
@@ -201,6 +204,8 @@ def solve_command(args) -> tuple[dict, object]:
                    tol=args.tol, backend=args.backend, allow_unstable=args.allow_unstable,
                    record_every=args.record_every, out=args.out, resume=args.resume,
                    snapshot_every=args.snapshot_every, progress=progress, dtype=args.dtype)
+    if result.config.get("parallel", {}).get("rank", 0) != 0:
+        return None, result
     report = make_report(args.problem, problem, result, full=args.full,
                          reference=args.reference)
     if args.out is not None:
@@ -701,6 +706,8 @@ def main(argv=None) -> int:
     try:
         if args.command == "solve":
             report, result = solve_command(args)
+            if report is None:          # a parallel run's rank other than 0
+                return 0 if result.success else 1
             if args.json:
                 print(json.dumps(report))
             else:
