@@ -1,6 +1,8 @@
 """L-BFGS on the discrete objective J(θ) (eq. 48) with the exact adjoint gradient (eq. 52).
 
-``scipy.optimize.minimize(method="L-BFGS-B")`` without bounds; each function evaluation is one
+``scipy.optimize.minimize(method="L-BFGS-B")``, with the problem's box bounds on θ when it has
+them (:attr:`~wavecontrol.problem.LayeredProblem.bounds`; the stopping test is then on the
+projected gradient θ − clip(θ − ∇J, lo, hi)), else without; each function evaluation is one
 :func:`~solvers.adjoint.forward_backward`. Its stopping test ``pgtol`` is the max-abs gradient,
 the same norm as the wave driver's r_θ; the relative-reduction test (``ftol``) is switched off so
 that the run stops on the gradient only.
@@ -60,6 +62,14 @@ def solve_lbfgs(problem, *, tol: float = 1e-10, max_iter: int = 10_000, memory: 
     restarts = check_count("restarts", restarts, minimum=0)
     theta = initial_theta(problem, theta0)
     shape = theta.shape
+    bounds = getattr(problem, "bounds", None)
+    box = None
+    if bounds is not None:
+        lo, hi = (np.broadcast_to(b, shape).ravel() for b in bounds)
+        box = list(zip(lo, hi))
+        theta = np.clip(theta, *bounds)
+    project = (lambda z, g: g) if bounds is None else (   # noqa: E731
+        lambda z, g: problem.project_residual(z.reshape(shape), g.reshape(shape)))
     t0 = time.perf_counter()
     last = {}
     count = {"evaluations": 0}
@@ -78,7 +88,7 @@ def solve_lbfgs(problem, *, tol: float = 1e-10, max_iter: int = 10_000, memory: 
         J, g = last["passes"][3], last["passes"][2]
         hist["step"].append(len(hist["step"]))
         hist["objective"].append(J)
-        hist["grad_norm"].append(float(np.abs(g).max()))
+        hist["grad_norm"].append(float(np.abs(project(z, g)).max()))
 
     record(theta.ravel())
     z = theta.ravel().copy()
@@ -87,7 +97,7 @@ def solve_lbfgs(problem, *, tol: float = 1e-10, max_iter: int = 10_000, memory: 
         if hist["grad_norm"][-1] <= tol or iters >= max_iter:
             break
         objective = fun if attempt == 0 else _integrated(fun, z, last["passes"][2].ravel())
-        out = minimize(objective, z, jac=True, method="L-BFGS-B", callback=record,
+        out = minimize(objective, z, jac=True, method="L-BFGS-B", callback=record, bounds=box,
                        options={"maxiter": max_iter - iters, "maxcor": memory, "gtol": tol,
                                 "ftol": 0.0, "maxfun": 20 * (max_iter - iters) + 100})
         messages.append(str(out.message))
@@ -95,12 +105,12 @@ def solve_lbfgs(problem, *, tol: float = 1e-10, max_iter: int = 10_000, memory: 
         z = out.x.copy()
         if not np.array_equal(last.get("z"), z):
             fun(z)
-        if float(np.abs(last["passes"][2]).max()) <= tol:
+        if float(np.abs(project(z, last["passes"][2])).max()) <= tol:
             break
     passes = last["passes"] if np.array_equal(last.get("z"), z) else None
     if passes is None:
         passes = forward_backward(problem, z.reshape(shape))
-    gnorm = float(np.abs(passes[2]).max())
+    gnorm = float(np.abs(project(z, passes[2])).max())
     if gnorm <= tol:
         status = Status.CONVERGED
         message = (f"max|grad J| = {gnorm:.3g} <= tol = {tol:g} after {iters} iterations "

@@ -171,14 +171,17 @@ def consistent_step_numpy(problem, metric: Metric, cfg: StepConfig, x, lam, thet
     xN = x1[:, -1] if cfg.termination == "implicit" else x[:, -1]
     l1[:, -1] = problem.terminal_grad(xN)
     port = ResistivePort(cfg.eta) if port is None else port
-    theta1 = port.update(theta, r_t)
+    # with bounds r_t is the projected residual; the port steps on the gradient itself
+    r_g = r_t if getattr(problem, "bounds", None) is None else problem.residual_theta(
+        x, lam, theta)
+    theta1 = port.update(theta, r_g)
 
     # ledger in the characteristic variables a = Θx (right-moving), b = Θ^{-T}λ (left-moving)
     dt = problem.dt
     a, b = metric.characteristic(x, lam)
     a1, b1 = metric.characteristic(x1, l1)
     led = consistent_ledger(a, b, a1, b1, a1, b1, cfg.scheme, nu, dt)
-    led["port_power"] = port.power(r_t, theta1 - theta)
+    led["port_power"] = port.power(r_g, theta1 - theta)
     return x1, l1, theta1, led, (r_x, r_l, r_t)
 
 
@@ -226,7 +229,9 @@ def paper_step_numpy(problem, metric: Metric, cfg: StepConfig, wp, wm, theta, po
     Ep, Em = metric.wave_residuals(r_x, r_l)
     wp1, wm1 = wbp - alpha * Ep, wbm - alpha * Em
     port = ResistivePort(cfg.eta) if port is None else port
-    theta1 = port.update(theta, r_t)                                            # (D)
+    r_g = r_t if getattr(problem, "bounds", None) is None else problem.residual_theta(
+        x, lam, theta)                                                          # bounds
+    theta1 = port.update(theta, r_g)                                            # (D)
     wp2, wm2 = wp1.copy(), wm1.copy()                                           # (E)
     wp2[:, 0] = flow_entering(wm1[:, 0], metric.theta[0], problem.x_in)          # Lemma 2.5
     if cfg.termination == "explicit":
@@ -259,7 +264,7 @@ def paper_step_numpy(problem, metric: Metric, cfg: StepConfig, wp, wm, theta, po
         "rhs": h * (nu * float(np.sum(wp[:, 0] ** 2) - np.sum(wm[:, 0] ** 2)
                                + np.sum(wm[:, -1] ** 2) - np.sum(wp[:, -1] ** 2))
                     - 2.0 * alpha * float(np.sum(wp * Ep) + np.sum(wm * Em))),
-        "port_power": port.power(r_t, theta1 - theta),
+        "port_power": port.power(r_g, theta1 - theta),
     }
     return wp2, wm2, theta1, led, (r_x, r_l, r_t)
 

@@ -259,6 +259,9 @@ class Port:
     name = "port"
     #: whether the compiled kernels implement this port (else the NumPy step is used)
     compiled = False
+    #: whether the port keeps θ inside a problem's box bounds (:attr:`LayeredProblem.bounds`);
+    #: binding a port without it to a bounded problem is refused
+    supports_bounds = False
 
     def __init__(self):
         self.problem = None
@@ -273,6 +276,10 @@ class Port:
         """Attach ``problem`` (curvature, ``"auto"`` parameters; ``courant`` ν sets the
         pipeline delay 2N/ν those assume). A new problem resets the state; the same one keeps
         it. Returns self."""
+        if getattr(problem, "bounds", None) is not None and not self.supports_bounds:
+            raise ValueError(f"port {self.name!r} does not handle the control bounds of problem "
+                             f"{getattr(problem, 'name', '?')!r}; use port 'gd' (projected "
+                             "steps)")
         if problem is not self.problem:
             self.problem = problem
             self._reference = None
@@ -386,6 +393,9 @@ class Port:
 class ResistivePort(Port):
     """Gradient descent: θ' = θ − η r_θ (eq. 60 with M = I/η, impedance Z = I/η).
 
+    On a problem with box bounds (lo, hi) the step is projected, θ' = clip(θ − η r_θ, lo, hi)
+    (r_θ the gradient, not the projected residual), and :meth:`power` is −r_θ·(θ' − θ).
+
     Parameters
     ----------
     eta : float ≥ 0
@@ -394,16 +404,26 @@ class ResistivePort(Port):
 
     name = "gd"
     compiled = True
+    supports_bounds = True
 
     def __init__(self, eta: float = 1.0):
         super().__init__()
         self.eta = _positive("eta", eta, allow_zero=True)
+        self._bounds = None
+
+    def _bind(self, problem):
+        self._bounds = getattr(problem, "bounds", None)
 
     def _step(self, theta, r_theta, state):
-        return theta - self.eta * r_theta, state
+        if self._bounds is None:
+            return theta - self.eta * r_theta, state
+        return np.clip(theta - self.eta * r_theta, *self._bounds), state
 
     def power(self, r_theta, dtheta=None) -> float:
-        """η‖r_θ‖² (= −r_θ·(θ' − θ); computed as the compiled kernel does)."""
+        """η‖r_θ‖² (= −r_θ·(θ' − θ); computed as the compiled kernel does); with bounds
+        −r_θ·(θ' − θ) of the projected step."""
+        if self._bounds is not None and dtheta is not None:
+            return -float(np.sum(r_theta * dtheta))
         return self.eta * float(np.sum(r_theta * r_theta))
 
     def config(self) -> dict:

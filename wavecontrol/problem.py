@@ -44,10 +44,16 @@ class LayeredProblem:
         Initial parameters.
     family : str or None
         Name of the compiled-kernel family that can run this problem, if any.
+    bounds : (lo, hi) or None
+        Box constraints lo ≤ θ_k ≤ hi; :meth:`residuals` then reports the projected r_θ
+        (:meth:`project_residual`), while :meth:`residual_theta` and :meth:`gradient` stay
+        the plain gradient.
     """
 
     name = "problem"
     family: str | None = None
+    #: box bounds (lo, hi) on every θ_k, arrays broadcastable to (N, m), or None (unbounded)
+    bounds = None
 
     def __init__(self, layout: Layout, dt: float, x_in, theta0):
         self.layout = layout
@@ -249,7 +255,17 @@ class LayeredProblem:
         r_l[:, -1] = lam[:, -1] - self.terminal_grad(x[:, -1])
         r_l[:, :-1] = (lam[:, :-1] - self.vjp_x(x[:, :-1], theta, lam[:, 1:])
                        - self.running_grad_x(x[:, :-1], theta))
-        return r_x, r_l, self.residual_theta(x, lam, theta)
+        return r_x, r_l, self.project_residual(theta, self.residual_theta(x, lam, theta))
+
+    def project_residual(self, theta, r_theta):
+        """r_θ itself without :attr:`bounds`; with bounds (lo, hi) the projected gradient
+        θ − clip(θ − r_θ, lo, hi), which vanishes exactly where u_k minimizes the layer's
+        Hamiltonian over the box to first order (the KKT conditions), and is what
+        :meth:`residuals` reports and convergence is judged on."""
+        if self.bounds is None:
+            return r_theta
+        lo, hi = self.bounds
+        return theta - np.clip(theta - r_theta, lo, hi)
 
     def residual_theta(self, x, lam, theta):
         """r_θ,k (eq. 59): (N, m)."""
