@@ -78,10 +78,12 @@ def one_step(dyn, x, u, t, dt, method="euler", substeps=1, jacobians=True):
     h = dt / M
     x = np.asarray(x, dtype=float)
     u = np.asarray(u, dtype=float)
+    if not jacobians and len(c) == 1 and M == 1:        # explicit Euler, the map alone
+        return x + dt * dyn.f(x, u, t)
     t = np.asarray(t, dtype=float)
     lead = np.broadcast_shapes(x.shape[:-1], u.shape[:-1], t.shape)
     n, m = x.shape[-1], u.shape[-1]
-    xs = np.broadcast_to(x, lead + (n,))
+    xs = x if x.shape[:-1] == lead else np.broadcast_to(x, lead + (n,))
     if jacobians:
         eye = np.broadcast_to(np.eye(n), lead + (n, n))
         PA = eye.copy()
