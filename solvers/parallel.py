@@ -200,7 +200,7 @@ class _Kernel:
         return self._call(data, F, theta, start, n, tol, record_every, hist, rows, bound)
 
     def block(self, a: int, b: int):
-        """``run(F, θ, start)``: one τ-step of nodes a..b−1 (layers a..b−2) in place, as if
+        """``run(F, θ, start, n)``: n τ-steps of nodes a..b−1 (layers a..b−2) in place, as if
         they were the whole problem; returns False when the block's fields went non-finite."""
         N = self.N
         lay = slice(a, b - 1)
@@ -226,8 +226,8 @@ class _Kernel:
                     np.ascontiguousarray(self.cm[a:b]))
         hist = np.empty((0, len(kernels.HIST_COLUMNS) + 1))
 
-        def run(F, theta, start):
-            code = self._call(data, F, theta, start, 1, -1.0, 0, hist, 0, math.inf)[1]
+        def run(F, theta, start, n):
+            code = self._call(data, F, theta, start, n, -1.0, 0, hist, 0, math.inf)[1]
             return code != kernels.DIVERGED
         return run
 
@@ -235,15 +235,18 @@ class _Kernel:
 class _Block:
     """A rank's nodes: the owned range, the extended (ghost) range, the halo exchange."""
 
-    def __init__(self, comm, kernel, N, g, overlap, staleness, async_mode):
+    def __init__(self, comm, kernel, N, reach, depth, overlap, staleness, async_mode):
         self.comm, self.rank, self.size = comm, comm.rank, comm.size
-        self.N, self.g = N, g
+        # ghost width: the reach of ``depth`` τ-steps between two exchanges
+        self.N, self.depth = N, int(depth)
+        self.g = g = reach * self.depth
         self.parts = partition(N, self.size)
         for r, (lo, hi) in enumerate(self.parts):
             if hi - lo < g:
                 raise ValueError(f"ranks: {self.size} ranks leave rank {r} {hi - lo} node(s) "
-                                 f"of N + 1 = {N + 1}; each needs at least the stencil reach "
-                                 f"g = {g} (use at most {(N + 1) // g} ranks)")
+                                 f"of N + 1 = {N + 1}; each needs at least the ghost width "
+                                 f"(stencil reach {reach} x halo_depth {depth} = {g}); use at "
+                                 f"most {(N + 1) // g} ranks")
         self.lo, self.hi = self.parts[self.rank]
         self.elo = max(0, self.lo - g)
         self.ehi = min(N + 1, self.hi + g)
@@ -314,8 +317,9 @@ class _Block:
         return (sum(f.shape[0] * (n1 - n0) * f.shape[2] for f in self.F)
                 + (l1 - l0) * self.th.shape[1] + 1)
 
-    def step(self, start):
-        """One τ-step of the block (global index ``start``) with its halo exchange."""
+    def step(self, start, n=1):
+        """n ≤ ``depth`` τ-steps of the block (from global index ``start``), then its halo
+        exchange."""
         from mpi4py import MPI
         comm = self.comm
         sides = [s for s, nb in (("left", self.left), ("right", self.right)) if nb is not None]
@@ -326,8 +330,8 @@ class _Block:
                 a, b, run = self.strips[side]
                 sF = [f[:, a - e:b - e].copy() for f in self.F]
                 st = self.th[a - e:b - 1 - e].copy()
-                run(sF, st, start)
-                out[side] = self._pack(sF, st, a, side, start + 1)
+                run(sF, st, start, n)
+                out[side] = self._pack(sF, st, a, side, start + n)
         recvs = {}
         if self.staleness == 0:
             for side in sides:
@@ -336,22 +340,22 @@ class _Block:
                 recvs[side] = (buf, comm.Irecv(buf, source=nb, tag=1))
         first = len(out) < len(sides)       # a side without a strip sends from the block
         if first:
-            self.ok = self.run(self.F, self.th, start) and self.ok
+            self.ok = self.run(self.F, self.th, start, n) and self.ok
         for side in sides:
             if side not in out:
-                out[side] = self._pack(self.F, self.th, e, side, start + 1)
+                out[side] = self._pack(self.F, self.th, e, side, start + n)
             nb = self.left if side == "left" else self.right
             self._sends.append((comm.Isend(out[side], dest=nb, tag=1), out[side]))
             self.bytes_sent += out[side].nbytes
             self.messages += 1
         if not first:
-            self.ok = self.run(self.F, self.th, start) and self.ok
+            self.ok = self.run(self.F, self.th, start, n) and self.ok
         if self.staleness == 0:
             MPI.Request.Waitall([r for _, r in recvs.values()])
             for side, (buf, _) in recvs.items():
                 self._unpack(side, buf)
         else:
-            self._stale_halos(sides, start + 1)
+            self._stale_halos(sides, start + n)
         self._sends = [(r, b) for r, b in self._sends if not r.Test()]
 
     def _receive(self, side, block):
@@ -434,8 +438,8 @@ def _on_root(comm, fn, share=True):
 
 
 def solve_parallel(problem, comm=None, *, check_every: int | None = None, staleness: int = 0,
-                   async_mode: str = "newest", overlap: bool = True, threads: int | None = None,
-                   **solve_kwargs) -> WaveResult:
+                   async_mode: str = "newest", overlap: bool = True, halo_depth: int = 1,
+                   threads: int | None = None, **solve_kwargs) -> WaveResult:
     """:func:`solvers.wave.solve` on ``comm.size`` ranks, each stepping a block of nodes.
 
     Every rank calls it with the same problem and arguments (``mpiexec -n P``); every rank gets
@@ -456,6 +460,10 @@ def solve_parallel(problem, comm=None, *, check_every: int | None = None, stalen
     async_mode : ``"newest"`` or ``"lag"``
     overlap : bool
         Step the boundary strips first and send their halos while the block steps.
+    halo_depth : int
+        τ-steps between two halo exchanges (default 1: one per τ-step). A depth h keeps
+        h·reach ghost nodes and steps h τ-steps per kernel call, still bit-identical: fewer,
+        larger messages and 1/h of the per-call cost, for h·reach redundant ghost nodes.
     threads : int, optional
         numba threads of this rank (the network kernel's ``prange`` loops); default 1, so that
         P ranks on P cores do not oversubscribe them.
@@ -471,6 +479,8 @@ def solve_parallel(problem, comm=None, *, check_every: int | None = None, stalen
         raise ValueError(f"staleness must be an integer >= 0, got {staleness!r}")
     if async_mode not in ASYNC_MODES:
         raise ValueError(f"unknown async_mode {async_mode!r}; valid: {', '.join(ASYNC_MODES)}")
+    if isinstance(halo_depth, bool) or int(halo_depth) != halo_depth or halo_depth < 1:
+        raise ValueError(f"halo_depth must be an integer >= 1, got {halo_depth!r}")
     if threads is not None and (int(threads) != threads or threads < 1):
         raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
     if threads is not None or comm.size > 1:
@@ -514,7 +524,7 @@ def solve_parallel(problem, comm=None, *, check_every: int | None = None, stalen
     port = _bound_port(problem, config, kw.get("port"))
     kernel = _Kernel(problem, config, met, port, config["dtype"])
     g = stencil_reach(config["formulation"], config["scheme"], config["courant"])
-    block = _Block(comm, kernel, problem.N, g, overlap, staleness, async_mode)
+    block = _Block(comm, kernel, problem.N, g, halo_depth, overlap, staleness, async_mode)
 
     if stored is not None:
         u, v, theta, V0 = stored[1]
@@ -593,8 +603,11 @@ def solve_parallel(problem, comm=None, *, check_every: int | None = None, stalen
                         record_every - step % record_every)
             if recording:
                 chunk = _on_root(comm, lambda: recorder.chunk_length(step, chunk))
-            for it in range(chunk):
-                block.step(step + it)
+            it = 0
+            while it < chunk:
+                n = min(block.depth, chunk - it)
+                block.step(step + it, n)
+                it += n
             step += chunk
             block.synchronize(step)
             _gather(comm, block, F, theta)
@@ -617,7 +630,8 @@ def solve_parallel(problem, comm=None, *, check_every: int | None = None, stalen
         # non-finite fields that the last check did not see: report them as a divergence
         status, diverged_at = Status.DIVERGED, step + 1
         message = f"diverged: non-finite fields at τ-step {step} on {comm.size} ranks"
-    stats = {"ranks": comm.size, "rank": comm.rank, "stencil_reach": g, "check_every": check_every,
+    stats = {"ranks": comm.size, "rank": comm.rank, "stencil_reach": g,
+             "halo_depth": int(halo_depth), "check_every": check_every,
              "checks": checks, "staleness": int(staleness),
              "async_mode": async_mode if staleness else None, "overlap": bool(overlap),
              "halo_messages": comm.allreduce(block.messages),
