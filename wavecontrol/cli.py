@@ -91,10 +91,12 @@ def build_problem(args):
     """
     from problems import PROBLEMS, get_problem
 
-    if args.problem not in PROBLEMS:
-        raise ValueError(f"unknown problem {args.problem!r}; valid: {', '.join(PROBLEMS)}")
+    user = is_user_file(args.problem)
+    if not user and args.problem not in PROBLEMS:
+        raise ValueError(f"unknown problem {args.problem!r}; valid: {', '.join(PROBLEMS)}, "
+                         "or path/to/file.py:NAME")
     params = _parse_set(args.set)
-    valid = problem_parameters(args.problem)
+    valid = None if user else problem_parameters(args.problem)
     for flag in PROBLEM_FLAGS:
         value = getattr(args, flag, None)
         if value is None:
@@ -105,7 +107,78 @@ def build_problem(args):
         if flag in params:
             raise ValueError(f"{flag} is given twice (--{flag} and --set {flag}=...)")
         params[flag] = value
+    if user:
+        return load_user_problem(args.problem, params)
     return get_problem(args.problem, **params)
+
+
+def is_user_file(text: str) -> bool:
+    """Whether a problem argument names a user's file, ``path/to/file.py:NAME``."""
+    path, sep, name = text.rpartition(":")
+    return bool(sep) and path.endswith(".py")
+
+
+def load_user_problem(text: str, params: dict | None = None):
+    """The problem ``NAME`` of ``path/to/file.py:NAME``: a problem object (a
+    :class:`~wavecontrol.problem.LayeredProblem`) defined in the file, or a function (factory)
+    that returns one, called with ``params`` (``--set``). Each failure is a ValueError of one
+    line: a missing file, a file that does not import, a missing name, parameters given for a
+    problem object, a factory that refuses its parameters or fails, not a problem."""
+    import hashlib
+    import importlib.util
+
+    from .problem import LayeredProblem
+
+    params = dict(params or {})
+    path_text, _, name = text.rpartition(":")
+    path = Path(path_text)
+    if not name.isidentifier():
+        raise ValueError(f"problem {text!r}: NAME after the colon must be a Python name, "
+                         f"got {name!r}")
+    if not path.is_file():
+        raise ValueError(f"problem file {path_text!r} does not exist")
+    mod_name = "wavecontrol_user_" + hashlib.sha256(
+        str(path.resolve()).encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:            # the user's file: report it in one line
+        raise ValueError(f"problem file {path_text!r} failed to import: "
+                         f"{type(exc).__name__}: {exc}") from None
+    if not hasattr(module, name):
+        defined = sorted(k for k, v in vars(module).items()
+                         if not k.startswith("_") and (isinstance(v, LayeredProblem)
+                                                       or inspect.isfunction(v)))
+        raise ValueError(f"problem file {path_text!r} has no name {name!r} (problems and "
+                         f"functions it defines: {', '.join(defined) or 'none'})")
+    obj = getattr(module, name)
+    if isinstance(obj, LayeredProblem):
+        if params:
+            raise ValueError(f"{text} is a problem object, not a factory: it takes no "
+                             f"parameters (--set {', '.join(sorted(params))})")
+        return obj
+    if not callable(obj):
+        raise ValueError(f"{text} is not a problem (a LayeredProblem, e.g. from "
+                         "problems.from_expressions) or a function returning one: it is of "
+                         f"type {type(obj).__name__}")
+    try:
+        inspect.signature(obj).bind(**params)
+    except TypeError as exc:
+        raise ValueError(f"{text} does not take the parameters {sorted(params)}: {exc}") from None
+    except ValueError:
+        pass                            # no signature to check (a builtin): just call it
+    try:
+        prob = obj(**params)
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"{text}({', '.join(sorted(params))}) failed: "
+                         f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(prob, LayeredProblem):
+        raise ValueError(f"{text} returned an object of type {type(prob).__name__}, not a "
+                         "problem (a LayeredProblem, e.g. from problems.from_expressions)")
+    return prob
 
 
 def _port_parameters(name: str) -> list:
@@ -545,7 +618,9 @@ def _add_problem_flags(parser) -> None:
     from problems import PROBLEMS
     from problems.datasets import DATASETS
 
-    parser.add_argument("problem", help=f"problem name: {', '.join(PROBLEMS)}")
+    parser.add_argument("problem", help=f"problem name: {', '.join(PROBLEMS)}; or a problem "
+                        "in a file of yours, path/to/file.py:NAME (a problem object or a "
+                        "function returning one, called with the --set parameters)")
     parser.add_argument("--set", action="append", metavar="KEY=JSON",
                         help="set a problem parameter, e.g. --set A='[[0,1],[2,0]]' (repeatable)")
     parser.add_argument("--batch", type=int, default=None,
