@@ -18,7 +18,11 @@ Checks (issue 2, "What it must show"):
     manufactured solutions (:func:`wavecontrol.manufactured.order_checks`);
 ``continuum/...``
     the distance of the Euler-discretized LQR optimum from the continuous one falls at first
-    order in Δt (observed order between 0.9 and 1.1).
+    order in Δt (observed order between 0.9 and 1.1);
+``integrator/...``
+    per one-step integrator (euler, midpoint, rk4), the distance of the discrete optimum of a
+    Van der Pol problem from the continuous optimum over the same piecewise-constant controls
+    falls at the integrator's order (:func:`integrator_checks`).
 """
 
 from __future__ import annotations
@@ -130,6 +134,57 @@ def continuum_checks(Ns=(20, 40, 80)):
                    errors=errs)]
 
 
+#: the integrator check: layers N, the reference's RK4 substeps per layer, L-BFGS tolerance
+INTEGRATOR_NS = (20, 40, 80)
+INTEGRATOR_REF_SUBSTEPS = 16
+INTEGRATOR_TOL = 1e-13
+#: an observed order passes when it lies in [order − 0.2, order + 0.5]
+INTEGRATOR_ORDER_SLACK = (0.2, 0.5)
+
+
+def integrator_problem(integrator, N, substeps=1):
+    """The smooth problem of :func:`integrator_checks`: a Van der Pol oscillator
+    x1' = x2, x2' = −x1 + (1 − x1²) x2 + u from (1, 0) over T = 2, L = u²/2, Φ = 5|x(T)|²."""
+    import sympy as sp
+
+    from problems.expressions import from_expressions
+
+    x1, x2, u = sp.symbols("x1 x2 u")
+    return from_expressions([x2, -x1 + (1 - x1 ** 2) * x2 + u], u ** 2 / 2,
+                            5 * (x1 ** 2 + x2 ** 2), [1.0, 0.0], 2.0, N, x=(x1, x2), u=(u,),
+                            integrator=integrator, substeps=substeps, name="vdp-order")
+
+
+def integrator_checks(Ns=INTEGRATOR_NS):
+    """Observed order of each one-step integrator in the distance to the continuous optimum.
+
+    The controls are piecewise constant on the N layers (the layered problem's θ_k), so the
+    continuous optimum they can reach is that over piecewise-constant controls; its reference
+    is the same problem with RK4 on :data:`INTEGRATOR_REF_SUBSTEPS` substeps per layer (error
+    16⁴ times below RK4's own). L = u²/2 depends on u alone, so R_k = Δt L(u_k) is the exact
+    integral of L over the layer and the distance measures the integrator alone. (With a
+    smooth continuous u*(t) and L depending on x, piecewise-constant controls and the node rule
+    R_k = Δt L(x_k, u_k) are first order whatever the integrator: docs/problems.md.) The
+    distance is max|θ − θ_ref|, both optima by L-BFGS to max|∇J| ≤ 1e-13.
+    """
+    from problems.integrators import ORDERS
+    from solvers.lbfgs import solve_lbfgs
+
+    refs = [solve_lbfgs(integrator_problem("rk4", N, INTEGRATOR_REF_SUBSTEPS),
+                        tol=INTEGRATOR_TOL).theta for N in Ns]
+    out = []
+    lo_slack, hi_slack = INTEGRATOR_ORDER_SLACK
+    for name, p in ORDERS.items():
+        errs = [float(np.abs(solve_lbfgs(integrator_problem(name, N), tol=INTEGRATOR_TOL).theta
+                             - ref).max()) for N, ref in zip(Ns, refs)]
+        orders = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
+        ok = bool(p - lo_slack <= orders.min() and orders.max() <= p + hi_slack)
+        out.append(_check(f"integrator/{name}/order", float(orders.min()), p - lo_slack,
+                          passed=ok, relation=">=", errors=errs, orders=orders.tolist(),
+                          expected=p))
+    return out
+
+
 def order_checks():
     """Manufactured-solution orders (see :mod:`wavecontrol.manufactured`)."""
     from wavecontrol.manufactured import order_checks as checks
@@ -137,7 +192,8 @@ def order_checks():
 
 
 SUITES = {"twin": twin_checks, "ledger": ledger_checks, "order": order_checks,
-          "continuum": continuum_checks, "fixed_point": fixed_point_checks}
+          "continuum": continuum_checks, "integrator": integrator_checks,
+          "fixed_point": fixed_point_checks}
 
 
 def run_verification(suites=None, progress=None) -> dict:
