@@ -59,6 +59,9 @@ def check_methods(methods) -> tuple:
 def applicability(method: str, problem) -> str | None:
     """None when ``method`` applies to ``problem``, else the reason it does not."""
     check_methods([method])
+    if getattr(problem, "bounds", None) is not None and method in ("sweep", "bvp", "backprop"):
+        return (f"problem {problem.name!r} has control bounds, which {method} does not handle "
+                "(wave with port gd, and lbfgs, do)")
     if method != "bvp":
         return None          # the others need only forward, adjoint and gradient
     cont = getattr(problem, "continuous", None)
@@ -177,7 +180,9 @@ def compare_methods(problem, methods=METHODS, *, max_steps: int | None = None,
         result = _run(method, problem, max_steps, tol, wave)
         wall = time.perf_counter() - t0 - result.compile_time
         with np.errstate(all="ignore"):
-            grad = forward_backward(problem, result.theta)[2]
+            # with control bounds the projected gradient (zero at the constrained optimum)
+            grad = problem.project_residual(result.theta,
+                                            forward_backward(problem, result.theta)[2])
         thetas[method] = result.theta
         row.update(status=result.status.value, objective=_finite(result.objective),
                    iterations=int(result.steps), wall_s=wall,
