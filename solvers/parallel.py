@@ -242,7 +242,7 @@ class _Block:
         self.g = g = reach * self.depth
         self.parts = partition(N, self.size)
         for r, (lo, hi) in enumerate(self.parts):
-            if hi - lo < g:
+            if self.size > 1 and hi - lo < g:
                 raise ValueError(f"ranks: {self.size} ranks leave rank {r} {hi - lo} node(s) "
                                  f"of N + 1 = {N + 1}; each needs at least the ghost width "
                                  f"(stencil reach {reach} x halo_depth {depth} = {g}); use at "
@@ -288,6 +288,16 @@ class _Block:
         self.th = np.ascontiguousarray(theta[e0:e1 - 1])
         for q in self._hist.values():
             q.clear()
+        # the halo each side's ghosts hold now (the asynchronous mode re-applies it)
+        self._applied = {side: self._ghosts(side) for side in ("left", "right")
+                         if (self.left if side == "left" else self.right) is not None}
+
+    def _ghosts(self, side):
+        """The ghost values of ``side`` as a received halo would carry them."""
+        (n0, n1), (l0, l1) = self._recv_ranges(side)
+        e = self.elo
+        parts = [f[:, n0 - e:n1 - e].ravel() for f in self.F]
+        return np.concatenate(parts + [self.th[l0 - e:l1 - e].ravel(), np.array([-1.0])])
 
     def owned(self):
         """The node fields and θ of the owned nodes and layers."""
@@ -386,11 +396,14 @@ class _Block:
                 want = newest()
             while len(q) > 1 and int(q[1][-1]) <= want:
                 q.popleft()
-            if int(q[0][-1]) <= want:
-                self._unpack(side, q[0])
+            if q and int(q[0][-1]) <= want:
+                self._applied[side] = q[0]
+            # the kernel overwrote the ghosts: put back the chosen (or the last applied) halo
+            self._unpack(side, self._applied[side])
 
     def synchronize(self, version):
-        """Receive every halo up to ``version`` and make the ghosts current (async mode)."""
+        """Receive every halo up to ``version`` and make the ghosts current (the end of an
+        asynchronous run: no message is left in flight)."""
         if self.staleness == 0:
             return
         for side, nb in (("left", self.left), ("right", self.right)):
@@ -399,6 +412,7 @@ class _Block:
             q = self._hist[side]
             while not q or int(q[-1][-1]) < version:
                 self._receive(side, True)
+            self._applied[side] = q[-1]
             self._unpack(side, q[-1])
             q.clear()
 
@@ -609,7 +623,7 @@ def solve_parallel(problem, comm=None, *, check_every: int | None = None, stalen
                 block.step(step + it, n)
                 it += n
             step += chunk
-            block.synchronize(step)
+            # (asynchronous mode: the halos in flight stay so; the owned fields are gathered)
             _gather(comm, block, F, theta)
             if recording:
                 stop = _on_root(comm, lambda: recorder.chunk_done(step, u, v, theta, hist, rows,
@@ -618,6 +632,7 @@ def solve_parallel(problem, comm=None, *, check_every: int | None = None, stalen
                     status, message = (Status.INTERRUPTED,
                                        f"interrupted (Ctrl-C) at τ-step {step}")
                     break
+        block.synchronize(step)
     except BaseException:
         if recorder is not None:
             recorder.close()
