@@ -235,7 +235,8 @@ class _Kernel:
 class _Block:
     """A rank's nodes: the owned range, the extended (ghost) range, the halo exchange."""
 
-    def __init__(self, comm, kernel, N, reach, depth, overlap, staleness, async_mode):
+    def __init__(self, comm, kernel, N, reach, depth, overlap, staleness, async_mode,
+                 threads=1):
         self.comm, self.rank, self.size = comm, comm.rank, comm.size
         # ghost width: the reach of ``depth`` τ-steps between two exchanges
         self.N, self.depth = N, int(depth)
@@ -253,6 +254,16 @@ class _Block:
         self.left = self.rank - 1 if self.rank > 0 else None
         self.right = self.rank + 1 if self.rank < self.size - 1 else None
         self.run = kernel.block(self.elo, self.ehi)
+        self.pool = None
+        if threads > 1 and kernel.kind != "network":
+            # threads over nodes: the owned range in ``threads`` sub-blocks, each stepped by
+            # the (nogil) kernel on its own extended copy in a thread of its own
+            from concurrent.futures import ThreadPoolExecutor
+            cuts = [self.lo + j * (self.hi - self.lo) // threads for j in range(threads + 1)]
+            self.sub = [(a, b, max(self.elo, a - g), min(self.ehi, b + g))
+                        for a, b in zip(cuts, cuts[1:]) if b > a]
+            self.sub = [(a, b, ea, eb, kernel.block(ea, eb)) for a, b, ea, eb in self.sub]
+            self.pool = ThreadPoolExecutor(len(self.sub))
         self.staleness, self.async_mode = int(staleness), async_mode
         # the strips: new values of the g owned nodes next to a neighbour from 3g nodes
         self.strips = {}
@@ -327,6 +338,26 @@ class _Block:
         return (sum(f.shape[0] * (n1 - n0) * f.shape[2] for f in self.F)
                 + (l1 - l0) * self.th.shape[1] + 1)
 
+    def _run_block(self, start, n):
+        """The kernel on the whole extended block (or on its sub-blocks in threads)."""
+        if self.pool is None:
+            self.ok = self.run(self.F, self.th, start, n) and self.ok
+            return
+        e, N = self.elo, self.N
+
+        def one(sb):
+            a, b, ea, eb, run = sb
+            sF = [f[:, ea - e:eb - e].copy() for f in self.F]
+            st = self.th[ea - e:eb - 1 - e].copy()
+            ok = run(sF, st, start, n)
+            return ok, sF, st
+        done = list(self.pool.map(one, self.sub))   # all copies taken before any write-back
+        for (a, b, ea, eb, _), (ok, sF, st) in zip(self.sub, done):
+            for f, sf in zip(self.F, sF):
+                f[:, a - e:b - e] = sf[:, a - ea:b - ea]
+            self.th[a - e:min(b, N) - e] = st[a - ea:min(b, N) - ea]
+            self.ok = ok and self.ok
+
     def step(self, start, n=1):
         """n ≤ ``depth`` τ-steps of the block (from global index ``start``), then its halo
         exchange."""
@@ -350,7 +381,7 @@ class _Block:
                 recvs[side] = (buf, comm.Irecv(buf, source=nb, tag=1))
         first = len(out) < len(sides)       # a side without a strip sends from the block
         if first:
-            self.ok = self.run(self.F, self.th, start, n) and self.ok
+            self._run_block(start, n)
         for side in sides:
             if side not in out:
                 out[side] = self._pack(self.F, self.th, e, side, start + n)
@@ -359,7 +390,7 @@ class _Block:
             self.bytes_sent += out[side].nbytes
             self.messages += 1
         if not first:
-            self.ok = self.run(self.F, self.th, start, n) and self.ok
+            self._run_block(start, n)
         if self.staleness == 0:
             MPI.Request.Waitall([r for _, r in recvs.values()])
             for side, (buf, _) in recvs.items():
@@ -420,6 +451,8 @@ class _Block:
         from mpi4py import MPI
         MPI.Request.Waitall([r for r, _ in self._sends])
         self._sends = []
+        if self.pool is not None:
+            self.pool.shutdown()
 
 
 def _gather(comm, block, F, theta):
@@ -479,8 +512,11 @@ def solve_parallel(problem, comm=None, *, check_every: int | None = None, stalen
         h·reach ghost nodes and steps h τ-steps per kernel call, still bit-identical: fewer,
         larger messages and 1/h of the per-call cost, for h·reach redundant ghost nodes.
     threads : int, optional
-        numba threads of this rank (the network kernel's ``prange`` loops); default 1, so that
-        P ranks on P cores do not oversubscribe them.
+        Threads over nodes within this rank (default 1, so that P ranks on P cores do not
+        oversubscribe them): the network kernel's numba ``prange`` loops; for the affine and
+        matched kernels, which are serial loops, the rank's nodes in ``threads`` sub-blocks
+        with ghosts of their own, stepped at once in Python threads (the kernels release the
+        GIL). Bit-identical either way.
     """
     from solvers.recording import RunRecorder
     from solvers.wave import _initial_fields, solve
@@ -538,7 +574,8 @@ def solve_parallel(problem, comm=None, *, check_every: int | None = None, stalen
     port = _bound_port(problem, config, kw.get("port"))
     kernel = _Kernel(problem, config, met, port, config["dtype"])
     g = stencil_reach(config["formulation"], config["scheme"], config["courant"])
-    block = _Block(comm, kernel, problem.N, g, halo_depth, overlap, staleness, async_mode)
+    block = _Block(comm, kernel, problem.N, g, halo_depth, overlap, staleness, async_mode,
+                   int(threads or 1))
 
     if stored is not None:
         u, v, theta, V0 = stored[1]
