@@ -103,11 +103,12 @@ def test_bit_identical_to_serial(P, tmp_path):
 
 
 def test_checks_on_the_schedule_and_deep_halos(tmp_path):
-    """check_every = 5, record_every = 2, halo_depth = 3 on 3 ranks: the matched LQR run
+    """check_every = 5, record_every = 2, halo_depth = 3, 2 threads per rank on 3 ranks (6
+    sub-blocks on 2 cores): the matched LQR run
     (serial: converged after 48 τ-steps) converges at the first check after it, 50, with
     the fields of the serial run stopped at 50 (tol = 0 never converges) and its history."""
     spec = case("lqr", {"N": 24}, max_steps=200, record_every=2)
-    spec["parallel"] = {"check_every": 5, "halo_depth": 3}
+    spec["parallel"] = {"check_every": 5, "halo_depth": 3, "threads": 2}
     got = run_mpi(3, [spec], tmp_path)[0]
     assert str(got["status"]) == "converged" and int(got["steps"]) == 50
     stats = json.loads(str(got["parallel"]))
@@ -127,7 +128,7 @@ def test_killed_run_is_readable_and_resumes_with_other_P(tmp_path):
     resumed on 3 ranks it ends bit-identical to an uninterrupted serial run."""
     from wavecontrol import storage
     path = tmp_path / "run.h5"
-    kw = {"eta": 0.002, "tol": 1e-12, "max_steps": 40_000, "record_every": 500,
+    kw = {"eta": 0.002, "tol": 1e-12, "max_steps": 16_000, "record_every": 500,
           "out": str(path)}
     spec = tmp_path / "kill.json"
     spec.write_text(json.dumps([{"problem": "lqr", "params": {"N": 24}, "solve": kw}]))
