@@ -56,9 +56,9 @@ ASYNC_MODES = ("newest", "lag")
 
 def have_mpi() -> str | None:
     """None when mpi4py imports, else the reason (one line)."""
+    import importlib
     try:
-        import mpi4py  # noqa: F401
-        from mpi4py import MPI  # noqa: F401
+        importlib.import_module("mpi4py.MPI")
     except ImportError as exc:          # an optional extra: pip install -e '.[mpi]'
         return f"mpi4py is not installed ({exc}); pip install -e '.[mpi]'"
     return None

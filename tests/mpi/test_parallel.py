@@ -80,7 +80,7 @@ CASES = [
          scheme="lax-wendroff", max_steps=60, sources="before"),
     case("lqr", {"N": 24}, eta=0.01, formulation="paper", scheme="characteristic",
          courant=2.3, max_steps=60, termination="explicit"),
-    case("lqr", {"N": 24}, max_steps=80),                       # matched, converges (48)
+    case("lqr", {"N": 24}, max_steps=80),          # the default port (matched: converges, 48)
     case("pendulum", {"N": 30}, port="matched", scheme="lax-wendroff", courant=0.9,
          max_steps=50),
     case("random_lqr", {"n": 3, "m": 2, "N": 30}, port="matched", scheme="characteristic",
@@ -107,7 +107,7 @@ def test_checks_on_the_schedule_and_deep_halos(tmp_path):
     sub-blocks on 2 cores): the matched LQR run
     (serial: converged after 48 τ-steps) converges at the first check after it, 50, with
     the fields of the serial run stopped at 50 (tol = 0 never converges) and its history."""
-    spec = case("lqr", {"N": 24}, max_steps=200, record_every=2)
+    spec = case("lqr", {"N": 24}, port="matched", max_steps=200, record_every=2)
     spec["parallel"] = {"check_every": 5, "halo_depth": 3, "threads": 2}
     got = run_mpi(3, [spec], tmp_path)[0]
     assert str(got["status"]) == "converged" and int(got["steps"]) == 50
@@ -163,11 +163,11 @@ def test_asynchronous_mode_keeps_the_fixed_point(tmp_path):
     """Halos d = 2 τ-steps late (deterministic ``lag``) and the ``newest`` mode on 3 ranks
     still converge to the PMP solution: within 1e-9 of the serial converged fields (both
     are within ~tol of the same fixed point), in more τ-steps than the synchronous 48."""
-    cases = [case("lqr", {"N": 24}, max_steps=2000),
-             case("lqr", {"N": 24}, max_steps=2000)]
+    cases = [case("lqr", {"N": 24}, port="matched", max_steps=2000),
+             case("lqr", {"N": 24}, port="matched", max_steps=2000)]
     cases[0]["parallel"] = {"staleness": 2, "async_mode": "lag"}
     cases[1]["parallel"] = {"staleness": 2, "async_mode": "newest"}
-    ref = solve(problems.lqr(N=24), record_every=1, tol=1e-10, max_steps=2000)
+    ref = solve(problems.lqr(N=24), port="matched", record_every=1, tol=1e-10, max_steps=2000)
     for got in run_mpi(3, cases, tmp_path):
         assert str(got["status"]) == "converged"
         for name in FIELDS:
