@@ -12,10 +12,15 @@ largest PMP residual of the fields the method returned, and the distance of its 
 objective is J of the sampled continuous controls, which differs from the discrete optimum by
 the discretization (O(Δt) in the controls), not by a solver error; its row also carries the
 continuous cost it found (``info["continuous_cost"]``).
+
+``ipopt`` transcribes the same discrete problem into CasADi and solves it with IPOPT
+(:mod:`solvers.ipopt`; the optional extra ``wavecontrol[casadi]``). It is not in the default
+list (:data:`DEFAULT_METHODS`); ask for it by name. Without CasADi it is reported as skipped.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 import time
 
@@ -26,10 +31,13 @@ from wavecontrol.problem import AffineQuadraticProblem
 from .adjoint import check_count, check_positive, forward_backward
 
 #: the methods, in the order they are run and listed
-METHODS = ("wave", "sweep", "lbfgs", "bvp", "backprop")
+METHODS = ("wave", "sweep", "lbfgs", "bvp", "backprop", "ipopt")
+#: what runs when no methods are named (ipopt, an optional extra, only by name)
+DEFAULT_METHODS = ("wave", "sweep", "lbfgs", "bvp", "backprop")
 #: what one iteration of each method is
 ITERATION_UNITS = {"wave": "tau-steps", "sweep": "sweeps", "lbfgs": "iterations",
-                   "bvp": "solve_bvp iterations", "backprop": "iterations"}
+                   "bvp": "solve_bvp iterations", "backprop": "iterations",
+                   "ipopt": "IPOPT iterations"}
 #: solve_bvp's relative collocation tolerance is floored here (its residual is relative, and
 #: below ~1e-8 it refines the mesh for round-off rather than for the solution)
 BVP_TOL_FLOOR = 1e-8
@@ -59,6 +67,14 @@ def check_methods(methods) -> tuple:
 def applicability(method: str, problem) -> str | None:
     """None when ``method`` applies to ``problem``, else the reason it does not."""
     check_methods([method])
+    if method == "ipopt":
+        from .ipopt import applicability as ipopt_applicability
+        try:
+            importlib.import_module("casadi")
+        except ImportError:
+            return ("CasADi is not installed (the optional extra: pip install "
+                    "'wavecontrol[casadi]')")
+        return ipopt_applicability(problem)
     if getattr(problem, "bounds", None) is not None and method in ("sweep", "bvp", "backprop"):
         return (f"problem {problem.name!r} has control bounds, which {method} does not handle "
                 "(wave with port gd, and lbfgs, do)")
@@ -91,6 +107,7 @@ def exact_reference(problem):
 def _run(method, problem, max_steps, tol, wave):
     from .backprop import solve_backprop
     from .bvp import solve_bvp_pmp
+    from .ipopt import solve_ipopt
     from .lbfgs import solve_lbfgs
     from .sweep import solve_sweep
     from .wave import solve
@@ -105,6 +122,8 @@ def _run(method, problem, max_steps, tol, wave):
         return solve_lbfgs(problem, tol=tol, **steps)
     if method == "backprop":
         return solve_backprop(problem, tol=tol, **steps)
+    if method == "ipopt":
+        return solve_ipopt(problem, tol=tol, **steps)
     return solve_bvp_pmp(problem, tol=max(tol, BVP_TOL_FLOOR), reference=None)
 
 
@@ -119,6 +138,9 @@ def _info(method, result) -> dict:
         return {"evaluations": info.get("evaluations")}
     if method == "backprop":
         return {"eta": cfg["eta"]}
+    if method == "ipopt":
+        return {"ipopt_status": info["ipopt_status"], "transcription": info["transcription"],
+                "variables": info["variables"]}
     return {"continuous_cost": info["continuous_cost"], "mesh_nodes": info["mesh_nodes"],
             "max_rms_residual": info["max_rms_residual"]}
 
@@ -128,20 +150,23 @@ def _finite(v):
     return v if math.isfinite(v) else None
 
 
-def compare_methods(problem, methods=METHODS, *, max_steps: int | None = None,
+def compare_methods(problem, methods=DEFAULT_METHODS, *, max_steps: int | None = None,
                     tol: float = 1e-10, wave: dict | None = None, progress=None) -> dict:
     """Run ``methods`` on ``problem`` and compare them (module docstring).
 
     Parameters
     ----------
     problem : LayeredProblem
-    methods : sequence of names of :data:`METHODS`, or a comma list
+    methods : sequence of names of :data:`METHODS`, or a comma list (default
+        :data:`DEFAULT_METHODS`)
     max_steps : int, optional
         Budget of every iterative method (τ-steps for ``wave``; sweeps, iterations); default
-        each method's own. ``bvp`` ignores it (solve_bvp's Newton iterations are few).
+        each method's own (``ipopt``: IPOPT's max_iter). ``bvp`` ignores it (solve_bvp's
+        Newton iterations are few).
     tol : float
         Stopping tolerance: max-abs PMP residuals (wave) or max|∇J| (sweep, lbfgs, backprop);
-        ``bvp`` uses max(tol, :data:`BVP_TOL_FLOOR`) on its relative collocation residual.
+        ``bvp`` uses max(tol, :data:`BVP_TOL_FLOOR`) on its relative collocation residual;
+        ``ipopt`` its NLP error, dual infeasibility and constraint violation.
     wave : dict, optional
         Keyword arguments of :func:`solvers.wave.solve` (formulation, scheme, courant, eta,
         port, backend, ...).
@@ -213,4 +238,4 @@ def compare_methods(problem, methods=METHODS, *, max_steps: int | None = None,
 
 
 __all__ = ["compare_methods", "check_methods", "applicability", "exact_reference", "METHODS",
-           "ITERATION_UNITS", "ROW_KEYS"]
+           "DEFAULT_METHODS", "ITERATION_UNITS", "ROW_KEYS"]
