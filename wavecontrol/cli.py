@@ -582,7 +582,8 @@ def _print_compare(doc, out=None):
     p("reference   " + (f"{ref['name']} (exact), objective {ref['objective']:.12g}" if ref
                         else f"none: {doc['reference_reason']}"))
     p(f"tolerance   {doc['tol']:g} (wave: max-abs PMP residuals; sweep, lbfgs, backprop: "
-      "max|grad J|)")
+      "max|grad J|" + ("; ipopt: its NLP error" if any(r["method"] == "ipopt"
+                                                       for r in doc["methods"]) else "") + ")")
     p("")
     head = (f"{'method':<9}{'status':<11}{'objective':>20}{'J - best':>11}{'|th - best|':>12}"
             f"{'iterations':>11}  {'unit':<12}{'max|grad J|':>12}{'residual':>10}{'wall s':>9}")
@@ -694,7 +695,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "problem and compare objectives, iterations, times and gradients")
     _add_problem_flags(c)
     c.add_argument("--methods", default=None, metavar="M1,M2,...",
-                   help="comma list of wave, sweep, lbfgs, bvp, backprop (default: all); a "
+                   help="comma list of wave, sweep, lbfgs, bvp, backprop, ipopt (default: all "
+                   "but ipopt, which needs the extra wavecontrol[casadi]); a "
                    "method that does not apply to the problem is listed as skipped")
     c.add_argument("--steps", type=int, default=None,
                    help="budget of every iterative method: tau-steps (wave), sweeps, "
