@@ -27,8 +27,9 @@ Differences from the serial run, all on the schedule: convergence is checked eve
 ``check_every`` steps (serial: every step), so with ``check_every = record_every = 1`` a run
 is the serial one bit for bit (status, steps, fields, residuals, history), and otherwise its
 fields are those of the serial run stopped at the same step; a divergence between two checks
-is found at the next one (``diverged_at`` is then that check's step + 1, the fields are
-non-finite or large); ``ledger_max_rel_error`` is the maximum over the checked steps.
+is found at the next one, and rank 0 replays the serial kernel from the check before to the
+serial step of the divergence (same ``diverged_at``, fields and history as the serial run);
+``ledger_max_rel_error`` is the maximum over the checked (and replayed) steps.
 
 ``staleness = d > 0`` is the asynchronous mode: a rank does not wait for a halo that is late
 by at most ``d`` τ-steps and steps with the newest one it has (``async_mode="newest"``,
@@ -616,6 +617,7 @@ def solve_parallel(problem, comm=None, *, check_every: int | None = None, stalen
     comm.Barrier()
     t_loop = time.perf_counter()
     checks = 0
+    good = []               # rank 0: (step, fields, θ, rows) of the last check that passed
     try:
         while True:
             # the check of the fields at ``step`` (rank 0: one serial τ-step, new fields dropped)
@@ -626,8 +628,23 @@ def solve_parallel(problem, comm=None, *, check_every: int | None = None, stalen
                     done, code, nrows, err, *r = kernel.serial([f.copy() for f in F],
                                                                theta.copy(), step, 1, t, rec,
                                                                hist, rows, bound)
-                    return code, nrows, err, tuple(r), done
-                code, rows, err, r, done = _on_root(comm, check)
+                    if code == kernels.DIVERGED and good:
+                        # the serial step of the divergence: replay from the last good check
+                        # (its row is written again, with the same numbers)
+                        g_step, gF, gth, grows = good[0]
+                        rF, rth = [f.copy() for f in gF], gth.copy()
+                        done, code, nrows, err, *r = kernel.serial(
+                            rF, rth, g_step, step - g_step + 1, -1.0, record_every, hist,
+                            grows, bound)
+                        if code == kernels.DIVERGED:
+                            for f, rf in zip(F, rF):
+                                f[...] = rf
+                            theta[...] = rth
+                            return code, nrows, err, tuple(r), done, g_step + done
+                    elif code == kernels.RUNNING:
+                        good[:] = [(step, [f.copy() for f in F], theta.copy(), rows)]
+                    return code, nrows, err, tuple(r), done, step
+                code, rows, err, r, done, step = _on_root(comm, check)
                 checks += 1
                 if code == kernels.CONVERGED:
                     res = r
@@ -636,11 +653,13 @@ def solve_parallel(problem, comm=None, *, check_every: int | None = None, stalen
                                f"(checked every {check_every} τ-steps on {comm.size} ranks)")
                     break
                 if code == kernels.DIVERGED:
+                    maxerr = max(maxerr, err)
                     status, diverged_at = Status.DIVERGED, step + 1
                     message = (f"diverged at τ-step {diverged_at}: the wave energy V would "
                                f"exceed {bound_factor:g} x max(V_initial, 1) (or ½|θ|² would);"
-                               f" the fields returned are those of τ-step {step} (divergence "
-                               f"is checked every {check_every} τ-steps on {comm.size} ranks)")
+                               f" the fields returned are those of τ-step {step} (found at a "
+                               f"check, every {check_every} τ-steps on {comm.size} ranks, and "
+                               "replayed serially from the check before)")
                     break
                 if done:
                     res = r

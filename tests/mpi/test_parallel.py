@@ -122,6 +122,19 @@ def test_checks_on_the_schedule_and_deep_halos(tmp_path):
     assert max(json.loads(str(got["residuals"])).values()) <= 1e-10
 
 
+def test_divergence_found_at_a_check_and_replayed(tmp_path):
+    """The resistive port at 4x its auto gain diverges (serially: at τ-step 2117); on 2 ranks,
+    checking every 500 steps, the check at 2500 finds it and rank 0 replays from the check at
+    2000: the same step, fields and history as the serial run."""
+    from solvers.wave import auto_eta
+    eta = 4 * auto_eta(problems.lqr(N=24), 1.0)
+    spec = case("lqr", {"N": 24}, eta=eta, max_steps=5000, record_every=500)
+    got = run_mpi(2, [spec], tmp_path)[0]
+    ref = solve(build(spec), **spec["solve"])
+    assert ref.status.value == "diverged" and int(got["diverged_at"]) == ref.diverged_at
+    assert_identical(got, ref)
+
+
 @pytest.mark.slow
 def test_killed_run_is_readable_and_resumes_with_other_P(tmp_path):
     """A run on 2 ranks killed (SIGKILL of every process) mid-way leaves a readable file;
