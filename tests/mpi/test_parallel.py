@@ -171,6 +171,26 @@ def test_killed_run_is_readable_and_resumes_with_other_P(tmp_path):
     assert done.status == "max_steps" and done.state["step"] == kw["max_steps"]
 
 
+def test_run_files_cross_between_serial_and_parallel(tmp_path):
+    """A parallel run file resumes serially and a serial one in parallel (2 ranks), both to
+    the uninterrupted serial run bit for bit: the file is the serial format."""
+    kw = {"record_every": 100, "eta": 0.002, "tol": 1e-12}
+    par, ser = str(tmp_path / "par.h5"), str(tmp_path / "ser.h5")
+    solve(problems.lqr(N=24), max_steps=2000, out=ser, **kw)
+    cases = [{"problem": "lqr", "params": {"N": 24},
+              "solve": {**kw, "max_steps": 2000, "out": par}},
+             {"problem": "lqr", "params": {"N": 24},
+              "solve": {**kw, "max_steps": 4000, "out": ser, "resume": True}}]
+    resumed_in_parallel = run_mpi(2, cases, tmp_path)[1]
+    ref = solve(problems.lqr(N=24), max_steps=4000, **kw)
+    resumed_serially = solve(problems.lqr(N=24), max_steps=4000, out=par, resume=True, **kw)
+    assert_identical(resumed_in_parallel, ref)
+    for name in FIELDS:
+        assert np.array_equal(getattr(resumed_serially, name), getattr(ref, name)), name
+    for k, v in ref.history.items():
+        assert np.array_equal(resumed_serially.history[k], v, equal_nan=True), k
+
+
 @pytest.mark.slow
 def test_asynchronous_mode_keeps_the_fixed_point(tmp_path):
     """Halos d = 2 τ-steps late (deterministic ``lag``) and the ``newest`` mode on 3 ranks
