@@ -566,9 +566,10 @@ def solve_parallel(problem, comm=None, *, check_every: int | None = None, stalen
     if config["backend"] != "numba":
         raise ValueError("the parallel driver steps with the compiled kernels, and this setting "
                          "has none (solve(..., backend='numba') says why)")
-    check_every = int(record_every if check_every is None else check_every)
-    if check_every < 1:
+    check_every = record_every if check_every is None else check_every
+    if isinstance(check_every, bool) or int(check_every) != check_every or check_every < 1:
         raise ValueError(f"check_every must be an integer >= 1, got {check_every!r}")
+    check_every = int(check_every)
     tol, bound_factor = float(config["tol"]), float(config["divergence_bound"])
     met = Metric(kw.get("metric", 1.0), problem.n, problem.N) \
         if not isinstance(kw.get("metric", 1.0), Metric) else kw["metric"]

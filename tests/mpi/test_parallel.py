@@ -250,6 +250,8 @@ def test_refusals():
         solve_parallel(p, comm, staleness=-1)
     with pytest.raises(ValueError, match="async_mode"):
         solve_parallel(p, comm, async_mode="sometimes")
+    with pytest.raises(ValueError, match="check_every"):
+        solve_parallel(p, comm, check_every=2.5, max_steps=10)
     with pytest.raises(ValueError, match="halo_depth"):
         solve_parallel(p, comm, halo_depth=0)
     with pytest.raises(ValueError, match="callback"):
