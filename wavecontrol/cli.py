@@ -617,7 +617,7 @@ def _print_compare(doc, out=None):
 
 def _add_problem_flags(parser) -> None:
     from problems import PROBLEMS
-    from problems.datasets import DATASETS
+    from problems.datasets import DATASETS, LIBRARY
 
     parser.add_argument("problem", help=f"problem name: {', '.join(PROBLEMS)}; or a problem "
                         "in a file of yours, path/to/file.py:NAME (a problem object or a "
@@ -627,7 +627,8 @@ def _add_problem_flags(parser) -> None:
     parser.add_argument("--batch", type=int, default=None,
                         help="mini-batch size (networks; default: the whole data set)")
     parser.add_argument("--dataset", default=None,
-                        help=f"data set: {', '.join(DATASETS)} (networks)")
+                        help=f"data set: {', '.join([*DATASETS, *LIBRARY])} (networks; "
+                        "digits needs the extra wavecontrol[digits])")
     parser.add_argument("--widths", type=_widths, default=None, metavar="N0,...,NN",
                         help="node widths, e.g. 2,32,16,3 (mlp)")
     parser.add_argument("--seed", type=int, default=None,
