@@ -137,8 +137,8 @@ def test_divergence_found_at_a_check_and_replayed(tmp_path):
 
 @pytest.mark.slow
 def test_killed_run_is_readable_and_resumes_with_other_P(tmp_path):
-    """A run on 2 ranks killed (SIGKILL of every process) mid-way leaves a readable file;
-    resumed on 3 ranks (and halo depth 8) it ends bit-identical to an uninterrupted serial
+    """A run on 3 ranks killed (SIGKILL of every process) mid-way leaves a readable file;
+    resumed on 2 ranks (and halo depth 8) it ends bit-identical to an uninterrupted serial
     run."""
     from wavecontrol import storage
     path = tmp_path / "run.h5"
@@ -146,7 +146,7 @@ def test_killed_run_is_readable_and_resumes_with_other_P(tmp_path):
           "out": str(path)}
     spec = tmp_path / "kill.json"
     spec.write_text(json.dumps([{"problem": "lqr", "params": {"N": 24}, "solve": kw}]))
-    proc = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, "-m", "tests.mpi.mpi_case",
+    proc = subprocess.Popen([MPIEXEC, "-n", "3", sys.executable, "-m", "tests.mpi.mpi_case",
                              str(spec), str(tmp_path / "killed")], cwd=ROOT,
                             start_new_session=True)
     stored, t0 = 0, time.time()
@@ -164,7 +164,7 @@ def test_killed_run_is_readable_and_resumes_with_other_P(tmp_path):
     assert proc.returncode != 0, "the run ended before it could be killed"
     run = storage.open_run(path)
     assert 2000 <= run.state["step"] < kw["max_steps"] and run.status == "running"
-    resumed = run_mpi(3, [{"problem": "lqr", "params": {"N": 24}, "parallel": {"halo_depth": 8},
+    resumed = run_mpi(2, [{"problem": "lqr", "params": {"N": 24}, "parallel": {"halo_depth": 8},
                            "solve": {**kw, "resume": True}}], tmp_path)[0]
     ref = solve(problems.lqr(N=24), **{k: v for k, v in kw.items() if k != "out"})
     assert_identical(resumed, ref)
