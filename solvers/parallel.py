@@ -7,8 +7,9 @@ together with ``g`` ghost nodes (and layers) on each side, ``g`` the stencil rea
 
 1. steps the two strips of ``g`` owned nodes next to its neighbours (the compiled kernel on a
    copy of ``3g`` nodes) and sends them with ``Isend`` (its halo: x and λ, or w±, and θ),
-2. steps its whole extended block with the same compiled kernel (one τ-step per call,
-   ``tol < 0``, no divergence bound, no recording), while the halos travel,
+2. steps its whole extended block with the same compiled kernel (one τ-step per call, or
+   ``halo_depth`` of them with as many times the ghosts; ``tol < 0``, no divergence bound, no
+   recording), while the halos travel,
 3. waits for its neighbours' halos and writes them into its ghosts.
 
 The kernels' boundary resets (x_0 = x_in, λ_N = ∇ℓ(x_N)) then touch only ghosts; node
@@ -16,8 +17,8 @@ arithmetic is local, so the owned nodes are bit for bit those of the serial run
 (``docs/parallel.md``).
 
 Global quantities are formed only on the checking schedule (every ``check_every`` τ-steps,
-default ``record_every``, and at the end of every chunk): the blocks are gathered on rank 0,
-which runs *one serial τ-step* of the compiled kernel on the whole field. That step gives
+default ``record_every``, and every ``record_every`` τ-steps): the blocks are gathered on rank
+0 (as they are at the end of each chunk for the run file), which runs *one serial τ-step* of the compiled kernel on the whole field. That step gives
 the convergence decision (residuals ≤ tol), the divergence check and the history row with the
 same numbers as the serial run, and its new fields are discarded. Rank 0 keeps the run file
 (:class:`solvers.recording.RunRecorder`), which is the serial format: a parallel run resumes
