@@ -45,7 +45,7 @@ from .builder import ContinuousProblem
 from .integrators import check_integrator, check_substeps, one_step, step_source
 
 #: bumped whenever the generated text changes for the same input (part of the cache key)
-CODEGEN_VERSION = 1
+CODEGEN_VERSION = 2
 #: environment variable naming the cache folder of generated sources
 CACHE_ENV = "WAVECONTROL_CODEGEN_CACHE"
 
@@ -391,7 +391,16 @@ def _node_source(sp, spec, D, integrator, substeps) -> str:
          ["    return _l"])
     func("def terminal_hess(x, D, H):", term,
          [("H[{}, {}]", idx, e) for idx, e in _entries(D["Phi_xx"], (n, n))])
-    L.append(step_source(integrator, substeps))
+    if integrator == "euler" and substeps == 1:
+        # the Euler step written out (no temporaries): f = x + Δt f, A = I + Δt f_x, B = Δt f_u
+        dt = sp.Symbol("dt")
+        func("def layer(k, x, u, D, f, A, B):", run,
+             [("f[{}]", (i,), spec.cx[i] + dt * e) for i, e in enumerate(D["f"])]
+             + [("A[{}, {}]", (i, j), (1 if i == j else 0) + dt * D["f_x"][i, j])
+                for i in range(n) for j in range(n)]
+             + [("B[{}, {}]", (i, j), dt * D["f_u"][i, j]) for i in range(n) for j in range(m)])
+    else:
+        L.append(step_source(integrator, substeps))
     return "\n".join(L) + "\n"
 
 
