@@ -82,3 +82,39 @@ def test_vanderpol_bound_is_active_and_lbfgs_b_respects_it():
 def test_bad_parameters(make, bad, match):
     with pytest.raises(ValueError, match=match):
         make(**bad)
+
+
+def test_run_file_keeps_the_expressions_and_show_and_plot_read_it(tmp_path, capsys):
+    """The run file's config attribute holds the formulas as text; show prints them, plot
+    draws from the file."""
+    from wavecontrol.cli import main
+    from wavecontrol.storage import open_run
+
+    path = tmp_path / "run.h5"
+    r = solve(unicycle(), port="matched", backend="numpy", tol=1e-10, max_steps=500, out=path)
+    assert r.status is Status.CONVERGED
+    stored = open_run(path).config["problem"]["expressions"]
+    assert stored["f"] == ["v*cos(phi)", "v*sin(phi)", "omega"]
+    assert stored["x"] == ["px", "py", "phi"] and stored["integrator"] == "euler"
+    assert main(["show", str(path)]) == 0
+    assert "v*cos(phi)" in capsys.readouterr().out
+    assert main(["plot", str(path), "--kind", "residuals", "--out",
+                 str(tmp_path / "r.png")]) == 0
+    assert (tmp_path / "r.png").stat().st_size > 0
+
+
+def test_compare_on_expression_problems():
+    """compare runs wave and lbfgs on a generated problem (same optimum, 1e-8 relative); on a
+    bounded one sweep and backprop are skipped with the reason."""
+    from solvers.compare import compare_methods
+
+    doc = compare_methods(vanderpol(u_min=None, u_max=None), methods=("wave", "lbfgs"),
+                          wave={"port": "matched", "backend": "numpy"})
+    rows = {r["method"]: r for r in doc["methods"]}
+    assert all(r["status"] == "converged" for r in rows.values())
+    assert abs(rows["wave"]["objective_gap"]) <= 1e-8 * abs(rows["lbfgs"]["objective"])
+    doc = compare_methods(vanderpol(), methods=("lbfgs", "sweep", "backprop"))
+    rows = {r["method"]: r for r in doc["methods"]}
+    assert rows["lbfgs"]["status"] == "converged" and rows["lbfgs"]["grad_norm"] <= 1e-10
+    for m in ("sweep", "backprop"):
+        assert rows[m]["status"] == "skipped" and "control bounds" in rows[m]["reason"]
