@@ -7,9 +7,10 @@ Run from the repository root::
 
 For each problem: the wave solver with ``port="matched"`` (consistent form, upwind, ν = 1, from
 zero fields, tol 1e-10 on the max-abs PMP residuals) — its τ-steps beside the light cone 2N/ν
-and its wall time (the port's NumPy step) — and, on the same problem, L-BFGS with the exact
-adjoint gradient (``solvers.lbfgs.solve_lbfgs``, tol 1e-10 on max|∇J|): iterations and wall
-time. The distance in θ is to the exact reference (discrete Riccati for LQR, L-BFGS at tol
+and its wall time (the compiled kernel, and its NumPy twin) — and, on the same problem, L-BFGS
+with the exact adjoint gradient (``solvers.lbfgs.solve_lbfgs``, tol 1e-10 on max|∇J|) and the
+locked forward–backward sweep (``solvers.sweep.solve_sweep``, same tol, at most 20 000
+sweeps; 200 for N = 2000): gradients or sweeps and wall time. The distance in θ is to the exact reference (discrete Riccati for LQR, L-BFGS at tol
 1e-11 for the pendulum). Serial work counts node updates: the wave updates every node once per
 τ-step (N per step, all in parallel: depth 1 per step), L-BFGS evaluates J and ∇J by a forward
 and a backward pass (2N sequential node evaluations per gradient, times its gradient count).
@@ -26,6 +27,7 @@ from _common import load_average
 from problems import lqr, pendulum, random_lqr
 from solvers.lbfgs import solve_lbfgs
 from solvers.riccati import discrete_riccati
+from solvers.sweep import solve_sweep
 from solvers.wave import solve
 
 
@@ -39,28 +41,46 @@ def cases(quick: bool):
     return out
 
 
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="leave out the N = 2000 LQR")
     args = ap.parse_args(argv)
     print(f"load average {load_average()}")
-    head = (f"{'problem':34s} {'tau-steps':>9s} {'2N/nu':>6s} {'cones':>6s} {'wave s':>8s} "
-            f"{'|dtheta|':>9s} {'lbfgs it':>8s} {'grads':>6s} {'lbfgs s':>8s} "
-            f"{'wave serial':>11s} {'lbfgs serial':>12s}")
+    # compile (or load from the disk cache) the generated kernels before timing
+    for _, p, _ in cases(True):
+        solve(p, port="matched", max_steps=1)
+    head = (f"{'problem':34s} {'tau-steps':>9s} {'2N/nu':>6s} {'cones':>5s} {'wave s':>8s} "
+            f"{'numpy s':>8s} {'|dth|':>7s} {'lbfgs g':>7s} {'lbfgs s':>8s} {'|dth|':>7s} "
+            f"{'sweep it':>8s} {'sweep s':>8s} {'|dth|':>7s} {'wave serial':>11s} "
+            f"{'lbfgs serial':>12s}")
     print(head)
     for name, p, kind in cases(args.quick):
-        t0 = time.perf_counter()
         r = solve(p, port="matched", tol=1e-10, max_steps=50 * p.N)
-        wave_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        lb = solve_lbfgs(p, tol=1e-10)
-        lb_s = time.perf_counter() - t0
+        big = p.N > 1000
+        rn = None if big else solve(p, port="matched", tol=1e-10, max_steps=50 * p.N,
+                                    backend="numpy")
+        lb, lb_s = _timed(lambda: solve_lbfgs(p, tol=1e-10))
+        sw, sw_s = _timed(lambda: solve_sweep(p, tol=1e-10, max_iter=200 if big else 20_000))
         ref = discrete_riccati(p) if kind == "riccati" else solve_lbfgs(p, tol=1e-11)
         grads = int(lb.info["evaluations"])          # forward–backward passes
         cone = 2 * p.N
-        print(f"{name:34s} {r.steps:9d} {cone:6d} {r.steps / cone:6.2f} {wave_s:8.3f} "
-              f"{np.abs(r.theta - ref.theta).max():9.1e} {lb.steps:8d} {grads:6d} {lb_s:8.3f} "
-              f"{r.steps:11d} {grads * 2 * p.N:12d}  wave {r.status.value}, lbfgs {lb.status.value}")
+
+        def gap(res):
+            return f"{np.abs(res.theta - ref.theta).max():7.0e}"
+
+        print(f"{name:34s} {r.steps:9d} {cone:6d} {r.steps / cone:5.2f} {r.wall_time:8.4f} "
+              f"{'-' if rn is None else f'{rn.wall_time:.3f}':>8s} {gap(r)} {grads:7d} "
+              f"{lb_s:8.3f} {gap(lb)} {sw.steps:8d} {sw_s:8.3f} {gap(sw)} {r.steps:11d} "
+              f"{grads * 2 * p.N:12d}  wave {r.status.value}, lbfgs {lb.status.value}, "
+              f"sweep {sw.status.value}")
+    print("wave s: the compiled matched kernel (solve's default backend; compile excluded), "
+          "numpy s: its NumPy twin")
     print("serial: the wave's depth is one node update per tau-step (all N nodes in parallel); "
           "L-BFGS needs 2N sequential node evaluations per gradient")
 

@@ -30,7 +30,7 @@ def runs(quick: bool):
     p = problem(quick)
     steps = 8_000 if quick else 300_000
     # "gd" is the driver's default port (η = auto); the others by name with their defaults
-    ports = {name: solve(p, port=None if name == "gd" else name, scheme="upwind", courant=1.0,
+    ports = {name: solve(p, port=name, scheme="upwind", courant=1.0,
                          tol=1e-8, max_steps=steps, record_every=4 if quick else 20,
                          backend="numpy")
              for name in PORTS}

@@ -22,7 +22,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import SymmetricalLogLocator
 
-from wavecontrol.ledger import LEDGER_TERMS
+from wavecontrol.ledger import ledger_terms
 
 if __package__ in (None, ""):                # run as a script: make the package importable
     import sys
@@ -41,7 +41,7 @@ def _runs(quick: bool):
     steps = 4000 if quick else 40000
     runs = [("LQR (double integrator, N = 20)",
              solve(get_problem("lqr"), scheme="upwind", courant=1.0, tol=1e-12,
-                   max_steps=steps, record_every=1))]
+                   max_steps=steps, record_every=1, port="gd"))]
     if "neural-ode" not in PROBLEMS:
         return runs
     net = get_problem("neural-ode", dataset="moons", n_samples=32, seed=0, N=8)
@@ -55,7 +55,7 @@ def numbers(result) -> dict:
     """The numbers behind one column of the figure."""
     h = result.history
     dV = h["V_next"] - h["V"]
-    total = sum(h[name] for name in LEDGER_TERMS)
+    total = sum(h[name] for name in ledger_terms(result.config))
     scale = np.maximum(h["V"], 1.0)
     big = np.abs(dV) > 1e-3 * np.abs(dV).max()
     return {"steps": int(result.steps), "status": result.status.value,
@@ -76,7 +76,7 @@ def figure(runs) -> Figure:
         top.set_title(label, fontsize=10)
         top.set_ylabel("wave energy V")
         dV = h["V_next"] - h["V"]
-        total = sum(h[name] for name in LEDGER_TERMS)
+        total = sum(h[name] for name in ledger_terms(r.config))
         bot.plot(tau, dV, color="k", lw=3, label="ΔV")
         bot.plot(tau, total, color="C1", lw=1.2, label="Σ ledger terms (exact)")
         bot.plot(tau, h["boundary_left"] + h["boundary_right"], color="C0", lw=0.8,

@@ -35,11 +35,13 @@ def record(problem, steps: int, courant: float = 1.0, **options):
 
     Returns ``(tau, Ep, Em, Ex, El)``: τ of each stored step (``steps + 1`` values, the first
     is the start), the per-node energies ‖w±_k‖² summed over the batch, and ‖x_k‖², ‖λ_k‖²
-    likewise, arrays (steps + 1, N + 1).
+    likewise, arrays (steps + 1, N + 1). The port is the resistive ``gd`` (the paper's) unless
+    ``options`` name another.
     """
     from solvers.wave import solve
     from wavecontrol.metric import Metric
 
+    options.setdefault("port", "gd")
     metric = Metric(options.pop("metric", 1.0), problem.n, problem.N)
     Ep, Em, Ex, El = [], [], [], []
 

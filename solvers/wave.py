@@ -108,6 +108,17 @@ def auto_eta(problem, courant: float) -> float:
     return 1.0 / (L * (1.0 + 2.0 * problem.N / courant))
 
 
+def default_port(problem, formulation: str = "consistent") -> str:
+    """The port :func:`solve` takes when none is given: ``"matched"`` (a few light cones to the
+    solution, :mod:`wavecontrol.matched`) for a control problem — per-node controls (batch 1),
+    uniform widths, not a network — in the consistent form; ``"gd"`` (the resistive port)
+    otherwise: for networks, whose parameters are shared across the batch, and for the paper
+    form, where the matched port does not apply."""
+    control = (problem.family != "network" and problem.batch == 1
+               and problem.layout.uniform)
+    return "matched" if control and formulation == "consistent" else "gd"
+
+
 def _initial_fields(problem, init):
     """(x, λ, θ) to start from: ``"zeros"`` (x_0 = x_in, all else 0) or ``"forward"``."""
     B, N, n = problem.batch, problem.N, problem.n
@@ -156,7 +167,9 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
         Gain of the resistive port (``port`` None or ``"gd"``; ignored for another port);
         ``"auto"`` is :func:`auto_eta`.
     port : Port or str, optional
-        A parameter port object or registry name.
+        A parameter port object or registry name. Default (None): :func:`default_port` —
+        ``"matched"`` for a control problem in the consistent form, else ``"gd"``; a number
+        given as ``eta`` means ``"gd"``.
     metric : float, array (n,), (n, n) or (N + 1, n, n)
         Metric factor Θ (see :class:`~wavecontrol.metric.Metric`).
     termination : ``"implicit"`` or ``"explicit"``
@@ -202,6 +215,8 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
     """
     t_start = time.perf_counter()
     N = problem.N
+    if port is None and isinstance(eta, str) and eta == "auto":
+        port = default_port(problem, formulation)
     if isinstance(port, str) and port == "gd":
         # the resistive port by name takes its gain from ``eta`` (default: auto), like no port
         port = None
@@ -518,5 +533,5 @@ def _number(name, value, lower=None):
     return value
 
 
-__all__ = ["solve", "auto_eta", "hessian_norm", "BACKENDS", "HISTORY_COLUMNS",
+__all__ = ["solve", "default_port", "auto_eta", "hessian_norm", "BACKENDS", "HISTORY_COLUMNS",
            "LEDGER_TERMS", "Port"]

@@ -62,7 +62,7 @@ def test_solve_json_on_every_problem(capsys, name):
     (equal to discrete_riccati, 1e-12), L-BFGS for the pendulum (the same deterministic run:
     equal to 1e-12), and none with a reason for the networks."""
     code, out, err = run(capsys, "solve", name, *SMALL[name], "--steps", "30", "--json",
-                         "--full")
+                         "--full", "--port", "gd")
     doc = json.loads(out)
     assert code == 1 and doc["status"] == "max_steps" and doc["steps"] == 30
     assert SOLVE_KEYS | {"port", "solution"} <= set(doc)
@@ -290,3 +290,17 @@ def test_compare_bad_input_exits_2(capsys, argv, pattern):
     code, out, err = run(capsys, "compare", "lqr", "--set", "N=4", *argv)
     assert code == 2 and out == ""
     assert pattern in err
+
+
+@pytest.mark.parametrize("name, cones", [("lqr", 1), ("pendulum", 3)])
+def test_solve_defaults_to_the_matched_port_on_control_problems(capsys, name, cones):
+    """Without --port a control problem takes the matched port and converges within a few light
+    cones 2N/ν (LQR: one cone, the τ-step map is nilpotent at ν = 1; pendulum stabilize:
+    94 τ-steps, 2.35 cones, measured)."""
+    code, out, err = run(capsys, "solve", name, "--json")
+    doc = json.loads(out)
+    from problems import get_problem
+    N = get_problem(name).N
+    assert code == 0 and doc["status"] == "converged", doc["message"]
+    assert doc["port"]["name"] == "matched"
+    assert doc["steps"] <= cones * 2 * N + 2

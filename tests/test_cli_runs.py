@@ -132,7 +132,7 @@ def test_bad_file_exits_2(tmp_path, capsys, command, kind):
 def test_plot_reflection_without_snapshots_exits_2(tmp_path, capsys):
     path = tmp_path / "run.h5"
     assert run(capsys, "solve", "lqr", "--set", "N=4", "--steps", "20", "--snapshot-every", "0",
-               "--out", path, "--quiet")[0] == 1
+               "--out", path, "--quiet", "--port", "gd")[0] == 1
     code, out, err = run(capsys, "plot", path, "--kind", "reflection", "--out",
                          tmp_path / "r.png")
     _one_line_error(code, out, err, "no reflection record")

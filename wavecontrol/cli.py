@@ -213,18 +213,23 @@ def port_settings(args):
     from .ports import get_port
 
     params = _parse_port_params(args.port_param)
-    if args.port == "gd":
+    name = args.port
+    if name is None:
+        if not params and args.eta is None:
+            return "auto", None         # solve's default_port: matched for control problems
+        name = "gd"                     # --eta (or --port-param) without --port: the gd port
+    if name == "gd":
         if "eta" in params and args.eta is not None:
             raise ValueError("the gd port's gain is given twice (--eta and --port-param eta=...)")
         eta = params.pop("eta", "auto" if args.eta is None else args.eta)
         if params:
             get_port("gd", **params)        # refuses the unknown parameters, listing eta
-        return eta, None
+        return eta, "gd"
     if args.eta is not None:
-        raise ValueError(f"--eta is the gain of the gd port; port {args.port!r} takes "
+        raise ValueError(f"--eta is the gain of the gd port; port {name!r} takes "
                          f"--port-param KEY=VALUE (its parameters: "
-                         f"{', '.join(_port_parameters(args.port))})")
-    return "auto", get_port(args.port, **params)
+                         f"{', '.join(_port_parameters(name))})")
+    return "auto", get_port(name, **params)
 
 
 def reference_solution(problem, kind: str = "auto"):
@@ -639,9 +644,9 @@ def _add_problem_flags(parser) -> None:
 def _add_port_flags(parser) -> None:
     from .ports import PORTS
 
-    parser.add_argument("--port", default="gd", choices=tuple(PORTS),
-                        help="parameter port (default gd: gradient descent, the only one the "
-                        "compiled kernels run)")
+    parser.add_argument("--port", default=None, choices=tuple(PORTS),
+                        help="parameter port (default: matched for control problems in the "
+                        "consistent form, gd for networks and the paper form)")
     params = "; ".join(f"{name}: {', '.join(_port_parameters(name))}" for name in PORTS)
     parser.add_argument("--port-param", action="append", metavar="KEY=VALUE",
                         help="a parameter of the port, VALUE in JSON or a bare word, e.g. "

@@ -26,3 +26,14 @@ parameter energy: the port acts on V only through the next step's sources.
 
 LEDGER_TERMS = ("boundary_left", "boundary_right", "dissipation", "source", "source2",
                 "reset_left", "reset_right")
+
+#: ports whose ``port_power`` is a term of ΔV (they change the fields x, λ themselves)
+PORTS_IN_V = ("matched",)
+
+
+def ledger_terms(config: dict | None = None) -> tuple:
+    """The terms that sum to ΔV in a run of configuration ``config`` (a result's ``config``):
+    :data:`LEDGER_TERMS`, plus ``port_power`` for the ports of :data:`PORTS_IN_V`."""
+    port = (config or {}).get("port") or {}
+    name = port.get("name") if isinstance(port, dict) else getattr(port, "name", port)
+    return LEDGER_TERMS + (("port_power",) if name in PORTS_IN_V else ())

@@ -12,7 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import SymmetricalLogLocator
 
-from .ledger import LEDGER_TERMS
+from .ledger import ledger_terms
 
 
 def agg_figure(figsize) -> Figure:
@@ -40,7 +40,8 @@ def energy_balance_figure(result, path=None, title=None) -> Figure:
     ax1.set_ylabel("wave energy V")
     dV = h["V_next"] - h["V"]
     ax2.plot(step, dV, color="k", lw=2.5, label="ΔV")
-    for name in LEDGER_TERMS:
+    terms = ledger_terms(result.config)
+    for name in terms:
         if np.any(h[name] != 0):
             ax2.plot(step, h[name], lw=1, label=name.replace("_", " "))
     ax2.plot(step, h["rhs"], ls="--", color="0.4", lw=1, label="Thm 2.6 RHS × Δτ")
@@ -50,7 +51,7 @@ def energy_balance_figure(result, path=None, title=None) -> Figure:
     ax2.yaxis.set_major_locator(SymmetricalLogLocator(base=100.0, linthresh=thresh))
     ax2.set_ylabel("energy change per τ-step")
     ax2.legend(fontsize=7, ncol=3, loc="upper right")
-    total = sum(h[name] for name in LEDGER_TERMS)
+    total = sum(h[name] for name in terms)
     err = np.abs(dV - total) / np.maximum(h["V"], 1.0)
     ax3.semilogy(step, np.maximum(err, 1e-18), color="C3")
     ax3.axhline(1e-10, color="0.5", ls=":", label="bound 1e-10")

@@ -25,7 +25,8 @@ def test_energy_numbers_match_the_solvers_own_ledger():
     """The figure recomputes the closure from the history columns; the kernel computed it in
     its own loop. Both must agree (to round-off of the recomputation, 1e-15 absolute), and the
     LQR column starts at V = ½Δt‖x_in‖² = 0.05 exactly (fields start at x = x_in at node 0)."""
-    r = solve(lqr(), scheme="upwind", courant=1.0, tol=1e-12, max_steps=500, record_every=1)
+    r = solve(lqr(), scheme="upwind", courant=1.0, tol=1e-12, max_steps=500, record_every=1,
+              port="gd")
     num = fig_energy.numbers(r)
     assert abs(num["ledger_max_rel_error"] - r.ledger_max_rel_error) <= 1e-15
     assert num["V_first"] == 0.5 * lqr().dt * 1.0

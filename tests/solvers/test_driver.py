@@ -52,7 +52,7 @@ def test_converged(scheme, nu, backend):
     ≤ 3e-16 relative); θ is within 1e-9 of θ* (measured 3e-11)."""
     p = _small()
     ref = discrete_riccati(p)
-    r = solve(p, scheme=scheme, courant=nu, tol=1e-10, backend=backend)
+    r = solve(p, port="gd", scheme=scheme, courant=nu, tol=1e-10, backend=backend)
     assert r.status is Status.CONVERGED and r.success
     assert "tol" in r.message and str(r.steps) in r.message
     assert 100 < r.steps < 1000 and r.diverged_at is None
@@ -65,7 +65,7 @@ def test_converged(scheme, nu, backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_max_steps(backend):
-    r = solve(_small(), max_steps=50, backend=backend)
+    r = solve(_small(), port="gd", max_steps=50, backend=backend)
     assert r.status is Status.MAX_STEPS and not r.success
     assert r.steps == 50
     assert "max_steps = 50 reached" in r.message
@@ -82,7 +82,7 @@ def test_diverged(kwargs, backend):
     """Growing runs stop with status diverged at the first step whose energy leaves the bound
     (1e12 · max(V_initial, 1)); nothing the result reports is NaN or inf."""
     p = lqr(N=4)
-    r = solve(p, max_steps=5000, record_every=1, backend=backend, **kwargs)
+    r = solve(p, port="gd", max_steps=5000, record_every=1, backend=backend, **kwargs)
     assert r.status is Status.DIVERGED and not r.success
     assert r.diverged_at is not None and r.steps == r.diverged_at - 1
     assert f"diverged at τ-step {r.diverged_at}" in r.message
@@ -98,7 +98,7 @@ def test_diverged_fields_are_the_last_ones_inside_the_bound(backend):
     """WaveResult documents the fields of a diverged run as 'the last finite fields, at step
     diverged_at − 1': their energy is the last V recorded, inside the bound."""
     p = lqr(N=4)
-    r = solve(p, scheme="upwind", courant=1.5, allow_unstable=True, max_steps=5000,
+    r = solve(p, port="gd", scheme="upwind", courant=1.5, allow_unstable=True, max_steps=5000,
               record_every=1, backend=backend)
     assert r.status is Status.DIVERGED
     assert r.V_final == pytest.approx(r.history["V"][-1], rel=1e-13)
@@ -112,7 +112,7 @@ def test_diverged_with_huge_gain_reports_finite_numbers(formulation, backend):
     with finite fields, residuals, objective and history (DESIGN: 'Divergence is a status with
     the step it happened at, not a NaN array')."""
     with np.errstate(all="ignore"):
-        r = solve(lqr(N=4), formulation=formulation, eta=1e200, max_steps=5000,
+        r = solve(lqr(N=4), port="gd", formulation=formulation, eta=1e200, max_steps=5000,
                   record_every=1, backend=backend)
     assert r.status is Status.DIVERGED and r.steps == r.diverged_at - 1
     assert _all_finite(r), (r.residuals, r.objective, r.V_final)
@@ -127,7 +127,7 @@ def test_interrupted_by_callback(backend):
         assert info["theta"].shape == (2, 1) and len(info["residuals"]) == 3
         return step >= 21
 
-    r = solve(_small(), callback=callback, callback_every=7, backend=backend)
+    r = solve(_small(), port="gd", callback=callback, callback_every=7, backend=backend)
     assert r.status is Status.INTERRUPTED and not r.success
     assert seen == [7, 14, 21] and r.steps == 21
     assert "stopped by callback at τ-step 21" in r.message
@@ -138,7 +138,7 @@ def test_keyboard_interrupt_is_a_status(backend):
     def callback(step, info):
         raise KeyboardInterrupt
 
-    r = solve(_small(), callback=callback, callback_every=5, backend=backend)
+    r = solve(_small(), port="gd", callback=callback, callback_every=5, backend=backend)
     assert r.status is Status.INTERRUPTED and r.steps == 5
     assert "Ctrl-C" in r.message
 
@@ -150,7 +150,7 @@ def test_keyboard_interrupt_is_a_status(backend):
 def test_history_schedule_and_tau(backend):
     p = lqr(N=4)
     nu = 0.8
-    r = solve(p, courant=nu, max_steps=100, record_every=5, tol=0.0, backend=backend)
+    r = solve(p, port="gd", courant=nu, max_steps=100, record_every=5, tol=0.0, backend=backend)
     h = r.history
     assert set(h) == set(HISTORY_COLUMNS) | {"tau"}
     assert HISTORY_COLUMNS == HIST_COLUMNS + ("reflection",)
@@ -161,7 +161,7 @@ def test_history_schedule_and_tau(backend):
     assert h["V"][0] == pytest.approx(r.V_initial, rel=1e-14)
     assert h["objective"][0] == pytest.approx(p.objective(p.theta0), rel=1e-13)
     # the default schedule: max_steps // 5000 (at least 1)
-    r2 = solve(p, max_steps=20_000, tol=0.0, backend="numba") if not jit_disabled() else None
+    r2 = solve(p, port="gd", max_steps=20_000, tol=0.0, backend="numba") if not jit_disabled() else None
     if r2 is not None:
         assert np.all(np.diff(r2.history["step"]) == 4)
 
@@ -172,22 +172,22 @@ def test_compile_time_is_apart_from_wall_time(monkeypatch):
     monkeypatch.setattr(wave, "_COMPILED", set())
     p = lqr(N=4)
     t0 = time.perf_counter()
-    r = solve(p, max_steps=2000, tol=0.0, backend="numba")
+    r = solve(p, port="gd", max_steps=2000, tol=0.0, backend="numba")
     elapsed = time.perf_counter() - t0
     assert r.wall_time > 0 and r.compile_time >= 0
     assert r.compile_time + r.wall_time <= elapsed
     if not jit_disabled():
         assert r.compile_time > 0
-    assert solve(p, max_steps=10, backend="numpy").compile_time == 0.0
+    assert solve(p, port="gd", max_steps=10, backend="numpy").compile_time == 0.0
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_eta_auto_and_port_object(backend):
     p = lqr(N=4)
-    r = solve(p, courant=0.8, max_steps=30, tol=0.0, backend=backend)
+    r = solve(p, port="gd", courant=0.8, max_steps=30, tol=0.0, backend=backend)
     assert r.config["port"] == {"name": "gd", "eta": pytest.approx(auto_eta(p, 0.8),
                                                                    rel=1e-14)}
-    a = solve(p, eta=0.02, max_steps=30, tol=0.0, backend=backend)
+    a = solve(p, port="gd", eta=0.02, max_steps=30, tol=0.0, backend=backend)
     b = solve(p, port=ResistivePort(0.02), max_steps=30, tol=0.0, backend=backend)
     np.testing.assert_array_equal(a.theta, b.theta)
     assert a.config["port"] == b.config["port"] == {"name": "gd", "eta": 0.02}
@@ -196,17 +196,17 @@ def test_eta_auto_and_port_object(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_init_options(backend):
     p = _small()
-    r = solve(p, init="forward", max_steps=0, backend=backend)
+    r = solve(p, port="gd", init="forward", max_steps=0, backend=backend)
     np.testing.assert_array_equal(r.x, p.forward(p.theta0))
     np.testing.assert_array_equal(r.lam, p.adjoint(r.x, p.theta0))
     assert r.residuals["x"] <= 1e-15 and r.residuals["lambda"] <= 1e-15
     ref = discrete_riccati(p)
-    done = solve(p, init=(ref.x, ref.lam, ref.theta), backend=backend)
+    done = solve(p, port="gd", init=(ref.x, ref.lam, ref.theta), backend=backend)
     assert done.success and done.steps == 0
     with pytest.raises(ValueError, match="unknown init 'ones'; valid: zeros, forward"):
-        solve(p, init="ones")
+        solve(p, port="gd", init="ones")
     with pytest.raises(ValueError, match="init x must have shape \\(1, 3, 2\\)"):
-        solve(p, init=(np.zeros((3, 2)), ref.lam, ref.theta))
+        solve(p, port="gd", init=(np.zeros((3, 2)), ref.lam, ref.theta))
 
 
 # ------------------------------------------------------------------------------------------
@@ -308,7 +308,7 @@ def test_resistive_port_by_name_uses_eta_and_auto_gain():
     the port class's default gain 1, which diverges on the default LQR. Same run to the bit."""
     p = lqr(N=6)
     a = solve(p, port="gd", max_steps=300, tol=0.0)
-    b = solve(p, max_steps=300, tol=0.0)
+    b = solve(p, port="gd", max_steps=300, tol=0.0)
     assert a.config["port"] == b.config["port"]
     assert np.array_equal(a.theta, b.theta)
     c = solve(p, port="gd", eta=0.02, max_steps=300, tol=0.0)

@@ -43,7 +43,7 @@ def _recomputed_error(h, drop=None):
 def _run(form, scheme, term, src, backend, **kw):
     opts = dict(formulation=form, scheme=scheme, courant=COURANT[(form, scheme)],
                 termination=term, sources=src, metric=THETA, max_steps=STEPS, tol=0.0,
-                record_every=1, backend=backend, divergence_bound=1e100)
+                record_every=1, backend=backend, divergence_bound=1e100, port="gd")
     opts.update(kw)
     return solve(lqr(), **opts)
 

@@ -76,7 +76,7 @@ def _assert_same_file(p, q):
 def test_schema(tmp_path):
     path = tmp_path / "run.h5"
     p = lqr(N=4)
-    r = solve(p, out=path, max_steps=120, tol=0.0, eta=0.02, record_every=5, snapshot_every=40,
+    r = solve(p, port="gd", out=path, max_steps=120, tol=0.0, eta=0.02, record_every=5, snapshot_every=40,
               backend="numpy")
     with h5py.File(path, "r") as f:
         a = f.attrs
@@ -115,7 +115,7 @@ def test_round_trip(tmp_path, formulation):
     to 1e-13 relative (two summation orders of ≤ 20 positive terms: round-off ~1e-15)."""
     path = tmp_path / "run.h5"
     p = lqr(N=4)
-    r = solve(p, formulation=formulation, out=path, max_steps=90, tol=0.0, eta=0.02,
+    r = solve(p, port="gd", formulation=formulation, out=path, max_steps=90, tol=0.0, eta=0.02,
               record_every=1, snapshot_every=30, divergence_bound=1e100, backend="numpy")
     run = open_run(path)
     assert run.status == r.status.value and run.message == r.message and run.steps == 90
@@ -165,7 +165,7 @@ def test_round_trip(tmp_path, formulation):
 
 def test_diverged_run_is_kept_with_its_status(tmp_path):
     path = tmp_path / "run.h5"
-    r = solve(lqr(N=4), courant=1.5, allow_unstable=True, max_steps=5000, record_every=1,
+    r = solve(lqr(N=4), port="gd", courant=1.5, allow_unstable=True, max_steps=5000, record_every=1,
               out=path, backend="numpy")
     assert r.status is Status.DIVERGED
     run = open_run(path)
@@ -178,7 +178,7 @@ def test_diverged_run_is_kept_with_its_status(tmp_path):
 def test_worldsheet_figure_numbers(tmp_path):
     """The worldsheet panels draw E± of worldsheet_energy (clipped 12 decades below the top)."""
     path = tmp_path / "run.h5"
-    solve(lqr(N=4), out=path, max_steps=60, tol=0.0, eta=0.02, snapshot_every=20,
+    solve(lqr(N=4), port="gd", out=path, max_steps=60, tol=0.0, eta=0.02, snapshot_every=20,
           backend="numpy")
     run = open_run(path)
     png = tmp_path / "ws.png"
@@ -203,7 +203,8 @@ def test_resume_is_bit_identical(tmp_path, backend, stop):
     exactly as the uninterrupted one (converged at the same step, same fields, history,
     snapshots)."""
     p = _small()
-    kw = dict(tol=1e-10, max_steps=5000, record_every=1, snapshot_every=64, backend=backend)
+    kw = dict(tol=1e-10, max_steps=5000, record_every=1, snapshot_every=64, backend=backend,
+              port="gd")
     ref = solve(p, out=tmp_path / "ref.h5", **kw)
     assert ref.status is Status.CONVERGED and ref.steps > 300
     path = tmp_path / "run.h5"
@@ -267,10 +268,10 @@ def test_resume_restores_the_port_state(tmp_path, port):
 def test_resume_refuses_a_different_configuration(tmp_path):
     path = tmp_path / "run.h5"
     p = lqr(N=4)
-    solve(p, out=path, max_steps=20, tol=0.0, eta=0.02, record_every=2, backend="numpy")
+    solve(p, port="gd", out=path, max_steps=20, tol=0.0, eta=0.02, record_every=2, backend="numpy")
     before = path.read_bytes()
     with pytest.raises(ValueError) as exc:
-        solve(p, out=path, resume=True, max_steps=40, eta=0.03, scheme="lax-wendroff",
+        solve(p, port="gd", out=path, resume=True, max_steps=40, eta=0.03, scheme="lax-wendroff",
               courant=1.5, backend="numpy")
     msg = str(exc.value)
     assert msg.startswith(f"{path}: cannot resume") and "3 setting(s)" in msg
@@ -282,11 +283,11 @@ def test_resume_refuses_a_different_configuration(tmp_path):
     with pytest.raises(ValueError, match=r"2 setting\(s\): digests\.problem_data: stored "
                                          r'"\w+" vs requested "\w+"; problem\.R: stored 0\.1 '
                                          r"vs requested 0\.5 \("):
-        solve(lqr(N=4, R=0.5), out=path, resume=True, eta=0.02, backend="numpy")
+        solve(lqr(N=4, R=0.5), port="gd", out=path, resume=True, eta=0.02, backend="numpy")
     with pytest.raises(ValueError, match="record_every: stored 2 vs requested 4"):
-        solve(p, out=path, resume=True, eta=0.02, record_every=4, backend="numpy")
+        solve(p, port="gd", out=path, resume=True, eta=0.02, record_every=4, backend="numpy")
     with pytest.raises(ValueError, match="metric: stored"):
-        solve(p, out=path, resume=True, eta=0.02, metric=[1.0, 2.0], backend="numpy")
+        solve(p, port="gd", out=path, resume=True, eta=0.02, metric=[1.0, 2.0], backend="numpy")
     assert path.read_bytes() == before      # a refused resume leaves the file alone
 
 
@@ -305,9 +306,9 @@ def test_resume_ignores_init(tmp_path):
 
 def test_resume_of_a_missing_file_starts_the_run(tmp_path):
     p = lqr(N=4)
-    a = solve(p, out=tmp_path / "a.h5", resume=True, max_steps=30, tol=0.0, eta=0.02,
+    a = solve(p, port="gd", out=tmp_path / "a.h5", resume=True, max_steps=30, tol=0.0, eta=0.02,
               backend="numpy")
-    b = solve(p, max_steps=30, tol=0.0, eta=0.02, backend="numpy")
+    b = solve(p, port="gd", max_steps=30, tol=0.0, eta=0.02, backend="numpy")
     assert np.array_equal(a.theta, b.theta) and open_run(tmp_path / "a.h5").resumes == []
 
 
@@ -316,7 +317,7 @@ def test_keyboard_interrupt_in_a_callback_keeps_the_file(tmp_path):
         raise KeyboardInterrupt
 
     path = tmp_path / "run.h5"
-    r = solve(_small(), out=path, callback=callback, callback_every=5, backend="numpy")
+    r = solve(_small(), port="gd", out=path, callback=callback, callback_every=5, backend="numpy")
     assert r.status is Status.INTERRUPTED and r.steps == 5
     run = open_run(path)
     assert run.status == "interrupted" and run.steps == 5
@@ -377,7 +378,7 @@ def test_sigkill_leaves_a_readable_file_that_resumes(tmp_path):
 @pytest.fixture
 def good_file(tmp_path):
     path = tmp_path / "good.h5"
-    solve(lqr(N=4), out=path, max_steps=40, tol=0.0, eta=0.02, backend="numpy")
+    solve(lqr(N=4), port="gd", out=path, max_steps=40, tol=0.0, eta=0.02, backend="numpy")
     return path
 
 
@@ -406,7 +407,7 @@ def test_foreign_hdf5_file(tmp_path):
     with pytest.raises(ValueError, match="format 'netcdf'"):
         open_run(path)
     with pytest.raises(ValueError, match="not a wavecontrol run file"):
-        solve(lqr(N=4), out=path, resume=True)
+        solve(lqr(N=4), port="gd", out=path, resume=True)
 
 
 @pytest.mark.parametrize("fraction", [0.9, 0.5, 0.01])
@@ -428,13 +429,13 @@ def test_newer_schema_is_refused(tmp_path, good_file):
 
 def test_bad_arguments(tmp_path, good_file):
     with pytest.raises(FileExistsError, match="already exists; pass resume=True"):
-        solve(lqr(N=4), out=good_file, max_steps=5)
+        solve(lqr(N=4), port="gd", out=good_file, max_steps=5)
     with pytest.raises(ValueError, match="resume=True needs out="):
-        solve(lqr(N=4), resume=True, max_steps=5)
+        solve(lqr(N=4), port="gd", resume=True, max_steps=5)
     with pytest.raises(ValueError, match="snapshot_every must be an integer >= 0"):
-        solve(lqr(N=4), out=tmp_path / "x.h5", snapshot_every=-1, max_steps=5)
+        solve(lqr(N=4), port="gd", out=tmp_path / "x.h5", snapshot_every=-1, max_steps=5)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        solve(lqr(N=4), out=tmp_path / "no" / "x.h5", max_steps=5)
+        solve(lqr(N=4), port="gd", out=tmp_path / "no" / "x.h5", max_steps=5)
     with pytest.raises(ValueError, match="cannot store the configuration"):
         solve(lqr(N=4), out=tmp_path / "y.h5", max_steps=5, port=_OddPort())
     assert not (tmp_path / "y.h5").exists()
@@ -449,7 +450,7 @@ class _OddPort(ResistivePort):
 
 def test_no_snapshots(tmp_path):
     path = tmp_path / "run.h5"
-    solve(lqr(N=4), out=path, max_steps=10, snapshot_every=0, backend="numpy")
+    solve(lqr(N=4), port="gd", out=path, max_steps=10, snapshot_every=0, backend="numpy")
     run = open_run(path)
     assert run.snapshots == {} and run.snapshot_every == 0
     with pytest.raises(ValueError, match="kept no snapshots"):
@@ -457,7 +458,7 @@ def test_no_snapshots(tmp_path):
 
 
 def test_progress_bar(capsys):
-    solve(lqr(N=4), max_steps=50, tol=0.0, eta=0.02, progress=True, backend="numpy")
+    solve(lqr(N=4), port="gd", max_steps=50, tol=0.0, eta=0.02, progress=True, backend="numpy")
     err = capsys.readouterr().err
     assert "τ-steps" in err and "50/50" in err and "residual" in err and ", V " in err
 
@@ -475,7 +476,7 @@ def test_energy_of_stored_fields_matches_the_driver(tmp_path):
     """V_initial in the file is the driver's V of the initial fields (formulations.energy)."""
     path = tmp_path / "run.h5"
     p = lqr(N=4)
-    solve(p, out=path, max_steps=0, backend="numpy")
+    solve(p, port="gd", out=path, max_steps=0, backend="numpy")
     run = open_run(path)
     x0 = np.zeros((1, 5, 2))
     x0[:, 0] = p.x_in
@@ -488,7 +489,7 @@ def test_large_configuration_goes_into_a_dataset(tmp_path):
     from problems import random_lqr
 
     path = tmp_path / "big.h5"
-    r = solve(random_lqr(n=60, m=30, N=2), out=path, max_steps=1, eta=1e-3, backend="numpy")
+    r = solve(random_lqr(n=60, m=30, N=2), port="gd", out=path, max_steps=1, eta=1e-3, backend="numpy")
     with h5py.File(path, "r") as f:
         assert f.attrs["config"] == "@/_json/config" and "config" in f["_json"]
     assert open_run(path).config == json.loads(json.dumps(r.config))
