@@ -407,7 +407,8 @@ def demo_command(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     problem = lqr()
     print("Default LQR: double integrator, N = 20, T = 2, Q = I, R = 0.1, Qf = 5I, x0 = [1, 0]")
-    print("Consistent formulation, upwind scheme, courant 1, resistive port with auto eta\n")
+    print("Consistent formulation, upwind scheme, courant 1, matched (Riccati-impedance) port "
+          "(the default for control problems; --port gd in solve for the resistive one)\n")
     result = solve(problem, scheme="upwind", courant=1.0, tol=1e-12, max_steps=300_000,
                    record_every=1)
     report = make_report("lqr", problem, result)
