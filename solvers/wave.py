@@ -112,10 +112,11 @@ def default_port(problem, formulation: str = "consistent") -> str:
     """The port :func:`solve` takes when none is given: ``"matched"`` (a few light cones to the
     solution, :mod:`wavecontrol.matched`) for a control problem — per-node controls (batch 1),
     uniform widths, not a network — in the consistent form; ``"gd"`` (the resistive port)
-    otherwise: for networks, whose parameters are shared across the batch, and for the paper
-    form, where the matched port does not apply."""
+    otherwise: for networks, whose parameters are shared across the batch, for the paper
+    form, where the matched port does not apply, and for problems with control bounds (the
+    matched port has no box-constrained local solve yet; gd projects)."""
     control = (problem.family != "network" and problem.batch == 1
-               and problem.layout.uniform)
+               and problem.layout.uniform and getattr(problem, "bounds", None) is None)
     return "matched" if control and formulation == "consistent" else "gd"
 
 
