@@ -34,24 +34,13 @@ from _common import ROOT, print_header, print_table
 CHILD = r"""
 import json, time
 import numpy as np
-import sympy as sp
 out = {}
 t0 = time.perf_counter()
-from problems.expressions import from_expressions
+from problems.expressions import pendulum_expressions
 from problems import pendulum
 
-def f(x, u, g, l, mass, b):
-    return [x[1], -(g / l) * sp.sin(x[0]) - b * x[1] + u[0] / (mass * l ** 2)]
-
-def L(x, u):
-    return ((x[0] - sp.pi) ** 2 + x[1] ** 2 / 10 + u[0] ** 2 / 10) / 2
-
-def Phi(x):
-    return (10 * (x[0] - sp.pi) ** 2 + x[1] ** 2) / 2
-
 t0 = time.perf_counter()
-p = from_expressions(f, L, Phi, [0.0, 0.0], 2.0, 40, m=1,
-                     params=dict(g=9.81, l=1.0, mass=1.0, b=0.1))
+p = pendulum_expressions(40)
 out["build"] = time.perf_counter() - t0
 out["derive"], out["print"] = p.codegen["derive_s"], p.codegen["print_s"]
 out["cache_hit"] = p.codegen["cache_hit"]

@@ -813,5 +813,26 @@ def check_derivatives(problem: ExpressionProblem, tol: float = CHECK_TOL, points
     return errs
 
 
+def pendulum_expressions(N: int = 40, **kw) -> ExpressionProblem:
+    """The pendulum swing-up of :func:`problems.pendulum` (its defaults: T = 2, x0 = (0, 0),
+    target (π, 0), Q = diag(1, 0.1), R = 0.1, Q_f = diag(10, 1)) written as expressions: the
+    example of docs/problems.md and the generated twin of the hand-written problem (the tests
+    hold them equal, the codegen benchmark times them side by side). ``kw`` go to
+    :func:`from_expressions` (e.g. ``integrator``)."""
+    import sympy as sp
+
+    def f(x, u, g, l, mass, b):
+        return [x[1], -(g / l) * sp.sin(x[0]) - b * x[1] + u[0] / (mass * l ** 2)]
+
+    def L(x, u):
+        return ((x[0] - sp.pi) ** 2 + x[1] ** 2 / 10 + u[0] ** 2 / 10) / 2
+
+    def Phi(x):
+        return (10 * (x[0] - sp.pi) ** 2 + x[1] ** 2) / 2
+
+    return from_expressions(f, L, Phi, [0.0, 0.0], 2.0, N, m=1,
+                            params=dict(g=9.81, l=1.0, mass=1.0, b=0.1), **kw)
+
+
 __all__ = ["from_expressions", "ExpressionProblem", "check_derivatives", "cache_dir",
-           "generate", "CODEGEN_VERSION"]
+           "generate", "CODEGEN_VERSION", "pendulum_expressions"]

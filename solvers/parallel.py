@@ -521,7 +521,7 @@ def solve_parallel(problem, comm=None, *, check_every: int | None = None, stalen
         GIL). Bit-identical either way.
     """
     from solvers.recording import RunRecorder
-    from solvers.wave import _initial_fields, solve
+    from solvers.wave import _initial_fields, final_result, solve
 
     comm = world() if comm is None else comm
     if solve_kwargs.get("callback") is not None:
@@ -711,8 +711,9 @@ def solve_parallel(problem, comm=None, *, check_every: int | None = None, stalen
              "halo_bytes": comm.allreduce(block.bytes_sent), "owned": (block.lo, block.hi)}
 
     def final():
-        return _final(problem, met, config, status, message, diverged_at, step, u, v, theta,
-                      hist, rows, maxerr, res, V0, wall, probe.compile_time, recorder)
+        return final_result(problem, met, config, status, message, diverged_at, step, u, v,
+                            theta, hist, rows, maxerr, res, V0, wall, probe.compile_time,
+                            recorder)
     result = _on_root(comm, final)
     result.config = dict(result.config, parallel=stats)
     return result
@@ -737,42 +738,6 @@ def _bound_port(problem, config, given):
 def _land():
     from mpi4py import MPI
     return MPI.LAND
-
-
-def _final(problem, met, config, status, message, diverged_at, step, u, v, theta, hist, rows,
-           maxerr, res, V0, wall, compile_time, recorder):
-    """The result (and the run file's final record) from the whole fields, as the serial
-    driver builds it."""
-    from solvers.wave import HISTORY_COLUMNS
-    if config["formulation"] == "paper":
-        x, lam = met.from_waves(u, v)
-        V_final = energy(u, v, problem.dt)
-    else:
-        x, lam = u.copy(), v.copy()
-        V_final = energy(*met.characteristic(x, lam), problem.dt)
-    with np.errstate(all="ignore"):
-        r_x, r_l, r_t = problem.residuals(x, lam, theta)
-        objective = problem.objective(theta)
-    residuals = {"x": float(np.abs(r_x).max()), "lambda": float(np.abs(r_l).max()),
-                 "theta": float(np.abs(r_t).max())}
-    if status == Status.CONVERGED:
-        residuals = {"x": float(res[0]), "lambda": float(res[1]), "theta": float(res[2])}
-    history = {name: hist[:rows, j].copy() for j, name in enumerate(HISTORY_COLUMNS)}
-    history["step"] = history["step"].astype(np.int64)
-    history["tau"] = history["step"] * config["courant"] * problem.dt
-    if recorder is not None:
-        recorder.finish(status=status.value, message=message, diverged_at=diverged_at,
-                        step=step, u=u, v=v, theta=theta, hist=hist, rows=rows,
-                        ledger_max=maxerr, res=tuple(res),
-                        final={"x": x, "lam": lam, "theta": theta, "residuals": residuals,
-                               "objective": objective, "V_final": V_final, "wall_time": wall,
-                               "compile_time": compile_time})
-    return WaveResult(status=status, message=message, steps=step, x=x, lam=lam,
-                      theta=theta.copy(), residuals=residuals, objective=float(objective),
-                      history=history, diverged_at=diverged_at, wall_time=wall,
-                      compile_time=compile_time, config=config,
-                      ledger_max_rel_error=float(maxerr), V_initial=float(V0),
-                      V_final=float(V_final))
 
 
 __all__ = ["solve_parallel", "stencil_reach", "partition", "have_mpi", "world",

@@ -214,7 +214,6 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
         both; a float32 run's residuals stall near 1e-7 of the fields' size, so a smaller
         ``tol`` runs to ``max_steps``. Ledger sums and the history are float64 in both.
     """
-    t_start = time.perf_counter()
     N = problem.N
     if port is None and isinstance(eta, str) and eta == "auto":
         port = default_port(problem, formulation)
@@ -438,13 +437,21 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
             blas_limit.restore_original_limits()
     wall = time.perf_counter() - t_loop
 
-    if cfg.formulation == "paper":
+    return final_result(problem, met, config, status, message, diverged_at, step, u, v, theta,
+                        hist, rows, maxerr, res, V0, wall, compile_time, recorder)
+
+
+def final_result(problem, met, config, status, message, diverged_at, step, u, v, theta, hist,
+                 rows, maxerr, res, V0, wall, compile_time, recorder) -> WaveResult:
+    """The result of a run (and the run file's final record) from the driver's whole fields
+    (u, v), θ and history; :func:`solve` and :func:`solvers.parallel.solve_parallel` end here.
+    ``res`` are the residual norms the run measured last."""
+    if config["formulation"] == "paper":
         x, lam = met.from_waves(u, v)
         V_final = energy(u, v, problem.dt)
     else:
         x, lam = u.copy(), v.copy()
-        a, b = met.characteristic(x, lam)
-        V_final = energy(a, b, problem.dt)
+        V_final = energy(*met.characteristic(x, lam), problem.dt)
     with np.errstate(all="ignore"):
         r_x, r_l, r_t = problem.residuals(x, lam, theta)
         objective = problem.objective(theta)
@@ -457,7 +464,7 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
         residuals = {"x": float(res[0]), "lambda": float(res[1]), "theta": float(res[2])}
     history = {name: hist[:rows, j].copy() for j, name in enumerate(HISTORY_COLUMNS)}
     history["step"] = history["step"].astype(np.int64)
-    history["tau"] = history["step"] * cfg.courant * problem.dt
+    history["tau"] = history["step"] * config["courant"] * problem.dt
     if recorder is not None:
         recorder.finish(status=status.value, message=message, diverged_at=diverged_at,
                         step=step, u=u, v=v, theta=theta, hist=hist, rows=rows,

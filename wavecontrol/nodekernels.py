@@ -1,8 +1,9 @@
 """Compiled run loops over *node functions*: the template of the generated kernel modules.
 
-This file is not run as it stands: :func:`wavecontrol.codegen.kernel_module` writes a problem's
-node source (below) in front of it into one module file, so that the loops call the problem's
-functions as globals and numba caches the whole on disk. Node functions (k the layer index
+This file is not run as it stands: :func:`wavecontrol.codegen.kernel_module` writes it and,
+after it, a problem's node source into one module file, so that the loops call the problem's
+functions as globals (the node source's definitions replace the placeholders here) and numba
+caches the whole on disk. Node functions (k the layer index
 0..N−1 as int64, x (n,), u (m,) float64, D the problem's tuple of float64 arrays; outputs are
 preallocated and filled completely)::
 
@@ -27,6 +28,22 @@ from wavecontrol._jit import jit
 from wavecontrol.kernels import (CONVERGED, DIVERGED, H_BL, H_BR, H_DISS, H_LERR, H_OBJ, H_PORT,
                                  H_RHS, H_RL, H_RL_, H_RR, H_RT, H_RX, H_SRC, H_SRC2, H_STEP, H_V,
                                  H_VN, LEFT, RIGHT, RUNNING, _transport)
+
+# The problem's node functions. These placeholders name the contract (module docstring); the
+# generated module has the problem's node source *after* this text, whose definitions replace
+# them before any loop below is compiled (numba resolves globals at compile time).
+def _mk_missing(name):
+    def missing(*args):
+        raise NotImplementedError(f"node function {name!r}: this template runs only inside a "
+                                  "module made by wavecontrol.codegen.kernel_module")
+    return missing
+
+
+layer = _mk_missing("layer")
+running_grad = _mk_missing("running_grad")
+running_hess = _mk_missing("running_hess")
+terminal_grad = _mk_missing("terminal_grad")
+terminal_hess = _mk_missing("terminal_hess")
 
 #: history column of the reflected-wave energy (after the kernel's columns)
 H_REFL = H_OBJ + 1

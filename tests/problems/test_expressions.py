@@ -7,6 +7,7 @@ import sympy as sp
 
 from problems import pendulum
 from problems.expressions import (CACHE_ENV, ExpressionProblem, check_derivatives,
+                                  pendulum_expressions,
                                   from_expressions)
 from solvers.lbfgs import solve_lbfgs
 from solvers.wave import solve
@@ -20,19 +21,8 @@ def _cache(tmp_path, monkeypatch):
 
 
 def _pendulum_exprs(N=40, **kw):
-    """The hand-written pendulum swing-up (problems/pendulum.py defaults) as a function-built
-    expression problem."""
-    def f(x, u, g, l, mass, b):
-        return [x[1], -(g / l) * sp.sin(x[0]) - b * x[1] + u[0] / (mass * l ** 2)]
-
-    def L(x, u):
-        return ((x[0] - sp.pi) ** 2 + x[1] ** 2 / 10 + u[0] ** 2 / 10) / 2
-
-    def Phi(x):
-        return (10 * (x[0] - sp.pi) ** 2 + x[1] ** 2) / 2
-
-    return from_expressions(f, L, Phi, [0.0, 0.0], 2.0, N, m=1,
-                            params=dict(g=9.81, l=1.0, mass=1.0, b=0.1), **kw)
+    """The hand-written pendulum swing-up as a function-built expression problem."""
+    return pendulum_expressions(N, **kw)
 
 
 def _rich(integrator="euler", substeps=1, N=10):
