@@ -49,6 +49,7 @@ import numpy as np
 
 from wavecontrol import kernels, netkernels
 from wavecontrol.formulations import energy, transport_scheme
+from wavecontrol.matched import bound_arrays
 from wavecontrol.metric import Metric
 from wavecontrol.result import Status, WaveResult
 from wavecontrol.schemes import SCHEME_CODES
@@ -146,7 +147,8 @@ class _Kernel:
             self.kind = "matched"
             self.module = kernel_module(source)
             self.D = D
-            self.head = (SCHEME_CODES[config["scheme"]], explicit, nu, float(port.floor))
+            self.head = (SCHEME_CODES[config["scheme"]], explicit, nu, float(port.floor),
+                         *bound_arrays(problem))
             self.x_in = np.ascontiguousarray(problem.x_in[0], dtype=float)
             self.Th = np.ascontiguousarray(met.theta)
             self.Ti = np.ascontiguousarray(met.theta_inv)

@@ -24,7 +24,7 @@ from wavecontrol.codegen import kernel_module
 from wavecontrol.formulations import (StepConfig, consistent_step_numpy, energy,
                                       ledger_error, paper_step_numpy, transport_scheme)
 from wavecontrol.kernels import HIST_COLUMNS
-from wavecontrol.matched import matched_step_numpy
+from wavecontrol.matched import bound_arrays, matched_step_numpy
 from wavecontrol.ledger import LEDGER_TERMS
 from wavecontrol.metric import Metric
 from wavecontrol.ports import Port, ResistivePort, get_port
@@ -110,13 +110,13 @@ def auto_eta(problem, courant: float) -> float:
 
 def default_port(problem, formulation: str = "consistent") -> str:
     """The port :func:`solve` takes when none is given: ``"matched"`` (a few light cones to the
-    solution, :mod:`wavecontrol.matched`) for a control problem — per-node controls (batch 1),
-    uniform widths, not a network — in the consistent form; ``"gd"`` (the resistive port)
-    otherwise: for networks, whose parameters are shared across the batch, for the paper
-    form, where the matched port does not apply, and for problems with control bounds (the
-    matched port has no box-constrained local solve yet; gd projects)."""
+    solution, :mod:`wavecontrol.matched`; with control bounds its box-constrained local solve)
+    for a control problem — per-node controls (batch 1), uniform widths, not a network — in
+    the consistent form; ``"gd"`` (the resistive port) otherwise: for networks, whose
+    parameters are shared across the batch, and for the paper form, where the matched port
+    does not apply."""
     control = (problem.family != "network" and problem.batch == 1
-               and problem.layout.uniform and getattr(problem, "bounds", None) is None)
+               and problem.layout.uniform)
     return "matched" if control and formulation == "consistent" else "gd"
 
 
@@ -325,16 +325,17 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
         explicit = cfg.termination == "explicit"
         x_in = np.ascontiguousarray(problem.x_in[0], dtype=float)
         th_c, ti_c = np.ascontiguousarray(met.theta), np.ascontiguousarray(met.theta_inv)
+        lo_b, hi_b = bound_arrays(problem)
 
         def run_chunk(start, n):
-            return module.matched_run(scode, explicit, float(cfg.courant), port.floor, node[1],
-                                      x_in, th_c, ti_c, u[0], v[0], theta,
+            return module.matched_run(scode, explicit, float(cfg.courant), port.floor, lo_b,
+                                      hi_b, node[1], x_in, th_c, ti_c, u[0], v[0], theta,
                                       port.kernel_state(), start, n, tol, record_every, hist,
                                       rows, bound, problem.dt)
 
         def warm_up():
-            module.matched_run(scode, explicit, float(cfg.courant), port.floor, node[1], x_in,
-                               th_c, ti_c, u[0].copy(), v[0].copy(),
+            module.matched_run(scode, explicit, float(cfg.courant), port.floor, lo_b, hi_b,
+                               node[1], x_in, th_c, ti_c, u[0].copy(), v[0].copy(),
                                theta.copy(), port.kernel_state().copy(), 0, 0, tol,
                                record_every, hist[:0].copy(), 0, bound, problem.dt)
     elif use_numba and family == "affine":

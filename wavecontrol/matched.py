@@ -15,6 +15,12 @@ once, from its neighbours' values at the start of the step; A_k = ∂f_k/∂x, B
 μ_k is the smallest shift that makes Q_uu's smallest eigenvalue at least :data:`QUU_FLOOR` times
 its largest magnitude (zero whenever Q_uu is already well conditioned and positive definite).
 
+Control bounds lo ≤ u_k ≤ hi (``problem.bounds``): û_k minimizes the same quadratic model over
+the box (:mod:`wavecontrol.boxqp`, projected Newton; for m = 1 the clipped Newton step), and
+P̂_k takes Q_uu's inverse on the free controls only, zero on the clamped ones (a clamped
+control has no feedback). û_k = u_k exactly when u_k is a KKT point of the node's Hamiltonian
+over the box, so the fixed points are the discrete PMP with bounds (projected r_θ = 0).
+
 Courant numbers and schemes. The ν = 1 step is M itself. Writing F = (x, u, s, P) for all the
 fields and D(F) = M(F) − F for the defect, the schemes are the consistent form's polynomials in
 the one-node shift with M in its place, so that s and P travel with the same transport as λ::
@@ -48,6 +54,7 @@ import math
 
 import numpy as np
 
+from .boxqp import box_qp
 from .ledger import LEDGER_TERMS
 from .ports import Port, _positive
 
@@ -70,6 +77,7 @@ class MatchedPort(Port):
     """
 
     name = "matched"
+    supports_bounds = True
 
     def __init__(self, floor: float = QUU_FLOOR):
         super().__init__()
@@ -161,7 +169,10 @@ def matched_map(problem, x, u, s, P, floor=QUU_FLOOR):
     Quu = Ruu + np.einsum("kji,kjl->kil", Bm, PB)
     inv, mu = _floored_inverse(Quu, floor)
     g = gu + np.einsum("kji,kj->ki", Bm, sn + np.einsum("kij,kj->ki", Pn, f))
-    u1 = u - np.einsum("kij,kj->ki", inv, g)
+    if problem.bounds is None:
+        u1 = u - np.einsum("kij,kj->ki", inv, g)
+    else:       # the box-constrained step; P̂ takes the free-set inverse (module docstring)
+        u1, inv = box_steps(_sym(Quu), mu, g, u, *bound_arrays(problem))
     xn = problem.layer_maps(xb, u1)[0]                      # x̂_{k+1} = f_k(x_k, û_k)
     A1, _ = problem.layer_jacobians(xb, u1)
     gx1 = problem.running_grad_x(xb, u1)[0]
@@ -178,6 +189,30 @@ def matched_map(problem, x, u, s, P, floor=QUU_FLOOR):
     P1[-1] = problem.terminal_hessian(x[None, -1])
     s1[-1] = problem.terminal_grad(x[None, -1])[0] - P1[-1] @ x[-1]
     return x1, u1, s1, P1, mu
+
+
+def bound_arrays(problem):
+    """The problem's control bounds as two C-contiguous (N, m) arrays (±inf where open; both
+    all infinite without bounds): what the compiled kernel takes."""
+    shape = (problem.N, problem.m)
+    if problem.bounds is None:
+        return np.full(shape, -np.inf), np.full(shape, np.inf)
+    lo, hi = problem.bounds
+    return (np.ascontiguousarray(np.broadcast_to(np.asarray(lo, dtype=float), shape)),
+            np.ascontiguousarray(np.broadcast_to(np.asarray(hi, dtype=float), shape)))
+
+
+def box_steps(Quu, mu, g, u, lo, hi):
+    """The box-constrained control steps of all nodes (:func:`wavecontrol.boxqp.box_qp` on
+    Q_uu + μ_k I, g_k within lo − u_k ≤ δ ≤ hi − u_k): returns û (N, m), clipped into the box
+    against round-off, and the free-set inverses H (N, m, m)."""
+    N, m = u.shape
+    u1, H = np.empty_like(u), np.empty((N, m, m))
+    d = np.empty(m)
+    for k in range(N):
+        box_qp(Quu[k] + mu[k] * np.eye(m), g[k], lo[k] - u[k], hi[k] - u[k], d, H[k])
+        u1[k] = np.minimum(np.maximum(u[k] + d, lo[k]), hi[k])
+    return u1, H
 
 
 def consistent_map(problem, x, lam, u):
@@ -251,6 +286,9 @@ def matched_step_numpy(problem, metric, cfg, x, lam, theta, port):
     x1, u1, s1, P1 = scheme_polynomial(cfg.scheme, nu, (x0, theta, s0, P), apply_matched)
     x1 = x1.copy()
     x1[0] = problem.x_in[0]
+    if problem.bounds is not None:      # Lax–Wendroff's polynomial can leave the box
+        lo, hi = bound_arrays(problem)
+        u1 = np.minimum(np.maximum(u1, lo), hi)
     xN = x1[-1] if cfg.termination == "implicit" else x0[-1]
     P1 = _sym(P1)
     # λ_N = s_N + P_N x'_N = ∇ℓ(x_N) at the new (implicit) or the old (explicit) x_N

@@ -25,6 +25,7 @@ import math
 import numpy as np
 
 from wavecontrol._jit import jit
+from wavecontrol.boxqp import box_qp_jit
 from wavecontrol.kernels import (CONVERGED, DIVERGED, H_BL, H_BR, H_DISS, H_LERR, H_OBJ, H_PORT,
                                  H_RHS, H_RL, H_RL_, H_RR, H_RT, H_RX, H_SRC, H_SRC2, H_STEP, H_V,
                                  H_VN, LEFT, RIGHT, RUNNING, _transport)
@@ -84,8 +85,10 @@ def objective(D, x_in, u, X, f, A, B, gx, gu, g):
 
 
 @jit
-def _mk_residuals(x, lam, F, A, B, GX, GU, x_in, D, RX, RL, RT, g):
-    """PMP residuals (eqs. 53–56, 59) from the evaluations at (x, u); returns their max-abs."""
+def _mk_residuals(x, lam, u, F, A, B, GX, GU, x_in, D, lo, hi, bounded, RX, RL, RT, g):
+    """PMP residuals (eqs. 53–56, 59) from the evaluations at (x, u); returns their max-abs.
+    With ``bounded`` r_θ is projected, u − clip(u − r_θ, lo, hi) (lo, hi (N, m);
+    :meth:`wavecontrol.problem.LayeredProblem.project_residual`)."""
     N1, n = x.shape
     N = N1 - 1
     m = RT.shape[1]
@@ -103,6 +106,8 @@ def _mk_residuals(x, lam, F, A, B, GX, GU, x_in, D, RX, RL, RT, g):
             for j in range(n):
                 s += B[k, j, a] * lam[k + 1, j]
             RT[k, a] = GU[k, a] + s
+            if bounded:
+                RT[k, a] = u[k, a] - min(max(u[k, a] - RT[k, a], lo[k, a]), hi[k, a])
     terminal_grad(x[N], D, g)
     for i in range(n):
         RL[N, i] = lam[N, i] - g[i]
@@ -137,17 +142,19 @@ def _mk_floored_inverse(Q, floor, out):
 
 
 @jit
-def _mk_matched_map(x, u, s, P, F, A, B, GU, RXX, RUX, RUU, D, x_in, floor, x1, u1, s1, P1,
-                    W1, W2, Wn, Wnn, Wmm, Wmn, Wnm):
+def _mk_matched_map(x, u, s, P, F, A, B, GU, RXX, RUX, RUU, D, x_in, floor, lo, hi, bounded,
+                    x1, u1, s1, P1, W1, W2, Wn, Wnn, Wmm, Wmn, Wnm):
     """One application of M (:func:`wavecontrol.matched.matched_map`) to (x, u, s, P) with the
-    evaluations at (x, u) given; writes (x̂, û, ŝ, P̂). W* are scratch arrays."""
+    evaluations at (x, u) given; writes (x̂, û, ŝ, P̂). With ``bounded`` the control step is the
+    box-constrained solve of :mod:`wavecontrol.boxqp` within lo ≤ û_k ≤ hi (lo, hi (N, m)) and
+    P̂ uses its free-set inverse. W* are scratch arrays."""
     N1, n = x.shape
     N = N1 - 1
     m = u.shape[1]
     fn, gxn, v, lh = W1[0], W1[1], W1[2], W1[3]
-    gun, g = W2[0], W2[1]
+    gun, g, dl, dh, du = W2[0], W2[1], W2[2], W2[3], W2[4]
     An, PA, Qxx = Wnn[0], Wnn[1], Wnn[2]
-    Quu, inv = Wmm[0], Wmm[1]
+    Quu, inv, Qs = Wmm[0], Wmm[1], Wmm[2]
     Qux = Wmn[0]
     Bn, PB = Wnm[0], Wnm[1]
     x1[0, :] = x_in
@@ -169,7 +176,7 @@ def _mk_matched_map(x, u, s, P, F, A, B, GU, RXX, RUX, RUU, D, x_in, floor, x1, 
                 for j in range(n):
                     t += Bk[j, a] * PB[j, c]
                 Quu[a, c] = RUU[k, a, c] + t
-        _mk_floored_inverse(Quu, floor, inv)
+        mu = _mk_floored_inverse(Quu, floor, inv)
         # g = ∇_u R + B_kᵀ (s_{k+1} + P_{k+1} f_k)
         for i in range(n):
             t = 0.0
@@ -181,11 +188,23 @@ def _mk_matched_map(x, u, s, P, F, A, B, GU, RXX, RUX, RUU, D, x_in, floor, x1, 
             for j in range(n):
                 t += Bk[j, a] * v[j]
             g[a] = GU[k, a] + t
-        for a in range(m):
-            t = 0.0
-            for c in range(m):
-                t += inv[a, c] * g[c]
-            u1[k, a] = u[k, a] - t
+        if bounded:
+            # the box-constrained step; inv becomes the free-set inverse H for P̂
+            for a in range(m):
+                dl[a] = lo[k, a] - u[k, a]
+                dh[a] = hi[k, a] - u[k, a]
+                for c in range(m):
+                    Qs[a, c] = 0.5 * (Quu[a, c] + Quu[c, a])
+                Qs[a, a] += mu
+            box_qp_jit(Qs, g, dl, dh, du, inv)
+            for a in range(m):
+                u1[k, a] = min(max(u[k, a] + du[a], lo[k, a]), hi[k, a])
+        else:
+            for a in range(m):
+                t = 0.0
+                for c in range(m):
+                    t += inv[a, c] * g[c]
+                u1[k, a] = u[k, a] - t
         # x̂_{k+1} = f_k(x_k, û_k); λ̂_k = ∇_x R + A_kᵀ (s_{k+1} + P_{k+1} x̂_{k+1}) at (x_k, û_k)
         layer(k, x[k], u1[k], D, fn, An, Bn)
         running_grad(k, x[k], u1[k], D, gxn, gun)
@@ -396,15 +415,21 @@ def _mk_reflection(s, P, dt):
 # the run loop
 # --------------------------------------------------------------------------------------------
 @jit
-def matched_run(code, explicit, nu, floor, D, x_in, Th, Ti, x, lam, u, P, start, nsteps, tol,
-                record_every, hist, hrow, div_bound, dt):
+def matched_run(code, explicit, nu, floor, lo, hi, D, x_in, Th, Ti, x, lam, u, P, start, nsteps,
+                tol, record_every, hist, hrow, div_bound, dt):
     """Advance the matched port's fields (x, λ (N + 1, n), u (N, m), P (N + 1, n, n)) by up to
     ``nsteps`` τ-steps in place; the contract (return tuple, statuses, recording, divergence) is
     that of :func:`wavecontrol.kernels.affine_run`, and the history row also gets the
-    reflected-wave energy (column :data:`H_REFL`)."""
+    reflected-wave energy (column :data:`H_REFL`). lo, hi (N, m): the control bounds (±inf
+    where open; all infinite: unbounded, the plain Newton step and r_θ unprojected)."""
     N1, n = x.shape
     N = N1 - 1
     m = u.shape[1]
+    bounded = False
+    for k in range(N):
+        for j in range(m):
+            if lo[k, j] > -np.inf or hi[k, j] < np.inf:
+                bounded = True
     p = int(math.floor(nu)) if code == MK_CHAR else 0
     q = nu - p if code == MK_CHAR else 0.0
     reeval = code == MK_LW or (code == MK_CHAR and p + (1 if q > 0.0 else 0) > 1)
@@ -447,10 +472,10 @@ def matched_run(code, explicit, nu, floor, D, x_in, Th, Ti, x, lam, u, P, start,
     dacc = np.empty(N1)
     led = np.empty(11)
     W1 = np.empty((4, n))
-    W2 = np.empty((2, m))
+    W2 = np.empty((5, m))
     Wn = np.empty((1, n))
     Wnn = np.empty((3, n, n))
-    Wmm = np.empty((2, m, m))
+    Wmm = np.empty((3, m, m))
     Wmn = np.empty((1, m, n))
     Wnm = np.empty((2, n, m))
     g = np.empty(n)
@@ -464,7 +489,8 @@ def matched_run(code, explicit, nu, floor, D, x_in, Th, Ti, x, lam, u, P, start,
         V = 0.5 * dt * (_mk_sumsq(a) + _mk_sumsq(b))
         if not (V <= div_bound):
             return it, DIVERGED, rows, maxerr, rx, rl, rt
-        rx, rl, rt = _mk_residuals(x, lam, F, A, B, GX, GU, x_in, D, RX, RL, RT, g)
+        rx, rl, rt = _mk_residuals(x, lam, u, F, A, B, GX, GU, x_in, D, lo, hi, bounded, RX,
+                                   RL, RT, g)
         if rx <= tol and rl <= tol and rt <= tol:
             return it, CONVERGED, rows, maxerr, rx, rl, rt
         # s = λ − P x
@@ -482,27 +508,27 @@ def matched_run(code, explicit, nu, floor, D, x_in, Th, Ti, x, lam, u, P, start,
                 dst = j % 2
                 if j == 0:
                     _mk_matched_map(x, u, s, P, F, A, B, GU, RXX, RUX, RUU, D, x_in, floor,
-                                    X3[dst], U3[dst], S3[dst], P3[dst], W1, W2, Wn, Wnn, Wmm,
-                                    Wmn, Wnm)
+                                    lo, hi, bounded, X3[dst], U3[dst], S3[dst], P3[dst], W1,
+                                    W2, Wn, Wnn, Wmm, Wmn, Wnm)
                 else:
                     _mk_eval(X3[src], U3[src], D, F, A, B, GX, GU, RXX, RUX, RUU, True)
                     _mk_matched_map(X3[src], U3[src], S3[src], P3[src], F, A, B, GU, RXX, RUX,
-                                    RUU, D, x_in, floor, X3[dst], U3[dst], S3[dst], P3[dst],
-                                    W1, W2, Wn, Wnn, Wmm, Wmn, Wnm)
+                                    RUU, D, x_in, floor, lo, hi, bounded, X3[dst], U3[dst],
+                                    S3[dst], P3[dst], W1, W2, Wn, Wnn, Wmm, Wmn, Wnm)
                 src = dst
             if q > 0.0:
                 gi = (p - 1) % 2 if p > 0 else -1
-                hi = p % 2
+                sh = p % 2
                 if gi < 0:
-                    _mk_combine(code, nu, q, x, X3[hi], X3[hi], x1)
-                    _mk_combine(code, nu, q, u, U3[hi], U3[hi], u1)
-                    _mk_combine(code, nu, q, s, S3[hi], S3[hi], s1)
-                    _mk_combine(code, nu, q, P, P3[hi], P3[hi], P1)
+                    _mk_combine(code, nu, q, x, X3[sh], X3[sh], x1)
+                    _mk_combine(code, nu, q, u, U3[sh], U3[sh], u1)
+                    _mk_combine(code, nu, q, s, S3[sh], S3[sh], s1)
+                    _mk_combine(code, nu, q, P, P3[sh], P3[sh], P1)
                 else:
-                    _mk_combine(code, nu, q, X3[gi], X3[hi], X3[hi], x1)
-                    _mk_combine(code, nu, q, U3[gi], U3[hi], U3[hi], u1)
-                    _mk_combine(code, nu, q, S3[gi], S3[hi], S3[hi], s1)
-                    _mk_combine(code, nu, q, P3[gi], P3[hi], P3[hi], P1)
+                    _mk_combine(code, nu, q, X3[gi], X3[sh], X3[sh], x1)
+                    _mk_combine(code, nu, q, U3[gi], U3[sh], U3[sh], u1)
+                    _mk_combine(code, nu, q, S3[gi], S3[sh], S3[sh], s1)
+                    _mk_combine(code, nu, q, P3[gi], P3[sh], P3[sh], P1)
             else:
                 gi = (p - 1) % 2
                 x1[:, :] = X3[gi]
@@ -510,19 +536,24 @@ def matched_run(code, explicit, nu, floor, D, x_in, Th, Ti, x, lam, u, P, start,
                 s1[:, :] = S3[gi]
                 P1[:, :, :] = P3[gi]
         else:
-            _mk_matched_map(x, u, s, P, F, A, B, GU, RXX, RUX, RUU, D, x_in, floor, X3[0],
-                            U3[0], S3[0], P3[0], W1, W2, Wn, Wnn, Wmm, Wmn, Wnm)
+            _mk_matched_map(x, u, s, P, F, A, B, GU, RXX, RUX, RUU, D, x_in, floor, lo, hi,
+                            bounded, X3[0], U3[0], S3[0], P3[0], W1, W2, Wn, Wnn, Wmm, Wmn, Wnm)
             if code == MK_LW:
                 _mk_eval(X3[0], U3[0], D, F, A, B, GX, GU, RXX, RUX, RUU, True)
                 _mk_matched_map(X3[0], U3[0], S3[0], P3[0], F, A, B, GU, RXX, RUX, RUU, D,
-                                x_in, floor, X3[1], U3[1], S3[1], P3[1], W1, W2, Wn, Wnn, Wmm,
-                                Wmn, Wnm)
+                                x_in, floor, lo, hi, bounded, X3[1], U3[1], S3[1], P3[1], W1,
+                                W2, Wn, Wnn, Wmm, Wmn, Wnm)
             _mk_combine(code, nu, q, x, X3[0], X3[1], x1)
             _mk_combine(code, nu, q, u, U3[0], U3[1], u1)
             _mk_combine(code, nu, q, s, S3[0], S3[1], s1)
             _mk_combine(code, nu, q, P, P3[0], P3[1], P1)
-        # boundary resets, P symmetric, λ = s + P x
+        # boundary resets, P symmetric, λ = s + P x; û back into the box (Lax–Wendroff's
+        # polynomial can leave it; a no-op at a fixed point)
         x1[0, :] = x_in
+        if bounded:
+            for k in range(N):
+                for j in range(m):
+                    u1[k, j] = min(max(u1[k, j], lo[k, j]), hi[k, j])
         for k in range(N1):
             for i in range(n):
                 for j in range(i + 1, n):
@@ -555,14 +586,14 @@ def matched_run(code, explicit, nu, floor, D, x_in, Th, Ti, x, lam, u, P, start,
                 _mk_eval(XC[sl], u, D, F, A, B, GX, GU, RXX, RUX, RUU, False)
                 _mk_consistent_map(XC[sl], LC[sl], F, A, GX, D, x_in, XC[dl], LC[dl], g)
             if q > 0.0:
-                hi = p % 2
+                sh = p % 2
                 if p == 0:
-                    _mk_combine(code, nu, q, x, XC[hi], XC[hi], xc)
-                    _mk_combine(code, nu, q, lam, LC[hi], LC[hi], lc)
+                    _mk_combine(code, nu, q, x, XC[sh], XC[sh], xc)
+                    _mk_combine(code, nu, q, lam, LC[sh], LC[sh], lc)
                 else:
                     gi = (p - 1) % 2
-                    _mk_combine(code, nu, q, XC[gi], XC[hi], XC[hi], xc)
-                    _mk_combine(code, nu, q, LC[gi], LC[hi], LC[hi], lc)
+                    _mk_combine(code, nu, q, XC[gi], XC[sh], XC[sh], xc)
+                    _mk_combine(code, nu, q, LC[gi], LC[sh], LC[sh], lc)
             else:
                 gi = (p - 1) % 2
                 xc[:, :] = XC[gi]
