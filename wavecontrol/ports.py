@@ -278,8 +278,8 @@ class Port:
         it. Returns self."""
         if getattr(problem, "bounds", None) is not None and not self.supports_bounds:
             raise ValueError(f"port {self.name!r} does not handle the control bounds of problem "
-                             f"{getattr(problem, 'name', '?')!r}; use port 'gd' (projected "
-                             "steps)")
+                             f"{getattr(problem, 'name', '?')!r}; use port 'matched' (box-"
+                             "constrained local solve) or 'gd' (projected steps)")
         if problem is not self.problem:
             self.problem = problem
             self._reference = None
