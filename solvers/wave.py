@@ -6,8 +6,12 @@ callbacks, and reports a :class:`~wavecontrol.result.WaveResult` whose status sa
 ended. The compiled kernels are :func:`wavecontrol.kernels.affine_run` (problem family
 ``affine``: both formulations, three schemes, the resistive port) and
 :func:`wavecontrol.netkernels.network_run` (family ``network``: the consistent form, upwind,
-the resistive port, a metric Θ_k = c_k I; float64 or float32); every other setting takes the
-NumPy twin, and ``backend="numba"`` on such a setting is an error that says why.
+the resistive port, a metric Θ_k = c_k I; float64 or float32); for a problem that gives node
+functions (:meth:`~wavecontrol.problem.LayeredProblem.node_kernel`), the generated modules of
+:mod:`wavecontrol.codegen` run the matched port (``matched_run``) and, in the consistent form,
+the resistive port (:func:`wavecontrol.nodekernels_gd.gd_run`, three schemes, projected on
+bounds). Every other setting takes the NumPy twin, and ``backend="numba"`` on such a setting is
+an error that says why.
 """
 
 from __future__ import annotations
@@ -54,6 +58,25 @@ def network_compiled_reason(problem, cfg, port, metric) -> str | None:
         return f"port {port.name!r} (it implements 'gd')"
     if _node_scalars(problem, metric) is None:
         return "a metric that is not a scalar per node (Θ_k = c_k I)"
+    return None
+
+
+def node_gd_compiled_reason(problem, cfg, port, node) -> str | None:
+    """Why the compiled resistive-port loop over node functions
+    (:func:`wavecontrol.nodekernels_gd.gd_run`) cannot run this setting, or None if it can.
+
+    It runs a problem that gives node functions (``node``: its
+    :meth:`~wavecontrol.problem.LayeredProblem.node_kernel`, batch 1, uniform widths) in the
+    consistent form with the resistive port, all three schemes.
+    """
+    if node is None or problem.batch != 1 or not problem.layout.uniform:
+        return (f"problem {problem.name!r} of family {problem.family!r} (compiled: 'affine', "
+                "'network', or node functions of batch 1 and uniform width: "
+                "LayeredProblem.node_kernel)")
+    if cfg.formulation != "consistent":
+        return f"formulation {cfg.formulation!r} on node functions (compiled: 'consistent')"
+    if not isinstance(port, ResistivePort):
+        return f"port {port.name!r} on node functions (compiled: 'gd', 'matched')"
     return None
 
 
@@ -258,7 +281,8 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
     elif family == "network":
         why = network_compiled_reason(problem, cfg, port, met)
     else:
-        why = f"problem family {family!r} (compiled: 'affine', 'network')"
+        node = problem.node_kernel()
+        why = node_gd_compiled_reason(problem, cfg, port, node)
     if backend == "numba" and why is not None:
         raise ValueError(f"backend 'numba' has no compiled kernel for {why}; use backend "
                          "'numpy' or 'auto'")
@@ -338,6 +362,26 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
                                node[1], x_in, th_c, ti_c, u[0].copy(), v[0].copy(),
                                theta.copy(), port.kernel_state().copy(), 0, 0, tol,
                                record_every, hist[:0].copy(), 0, bound, problem.dt)
+    elif use_numba and family not in ("affine", "network"):
+        # the resistive port over node functions (wavecontrol.nodekernels_gd)
+        module = kernel_module(node[0])
+        family = ("gd", module.__name__)
+        scode = SCHEME_CODES[cfg.scheme]
+        explicit = cfg.termination == "explicit"
+        bounded = getattr(problem, "bounds", None) is not None
+        x_in = np.ascontiguousarray(problem.x_in[0], dtype=float)
+        th_c, ti_c = np.ascontiguousarray(met.theta), np.ascontiguousarray(met.theta_inv)
+        lo_b, hi_b = bound_arrays(problem)
+        gd_args = (scode, explicit, float(cfg.courant), float(port.eta), bounded, lo_b, hi_b,
+                   node[1], x_in, th_c, ti_c)
+
+        def run_chunk(start, n):
+            return module.gd_run(*gd_args, u[0], v[0], theta, start, n, tol, record_every,
+                                 hist, rows, bound, problem.dt)
+
+        def warm_up():
+            module.gd_run(*gd_args, u[0].copy(), v[0].copy(), theta.copy(), 0, 0, tol,
+                          record_every, hist[:0].copy(), 0, bound, problem.dt)
     elif use_numba and family == "affine":
         data = problem.kernel_data()
         A, Bm, c, Q, R, Qf, gf, x_in = data
