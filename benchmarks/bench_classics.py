@@ -64,6 +64,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="the default statements only")
     ap.add_argument("--max-steps", type=int, default=20_000, help="wave τ-step budget")
+    ap.add_argument("--gd-steps", type=int, default=0,
+                    help="where the matched port fails, also run the projected gd port (compiled, "
+                         "auto gain) for this many τ-steps (0: not)")
     args = ap.parse_args(argv)
     print_header("classic problems: wave (matched) vs IPOPT vs L-BFGS")
     rows, missing = [], None
@@ -92,6 +95,11 @@ def main(argv=None):
             row += [f"{ip.status.value} {ip.steps}", gap(ip), dth(ip), f"{ip.wall_time:.4f}"]
         rows.append(row + ["yes" if ok else "NO"])
         print(f"  {name}: wave {w.message}", flush=True)
+        if not ok and args.gd_steps > 0:
+            g = solve(p, port="gd", tol=1e-10, max_steps=args.gd_steps,
+                      record_every=max(1, args.gd_steps // 1000))
+            print(f"  {name}: gd port: {g.message}; J = {g.objective:.12g} (gap "
+                  f"{gap(g)}), {g.wall_time:.1f} s", flush=True)
     print_table(["case", "J (L-BFGS)", "wave: status, tau-steps", "cones", "gap", "|dth|",
                  "wave s", "L-BFGS grads", "L-BFGS s", "IPOPT: status, it", "gap", "|dth|",
                  "IPOPT s", f"wave gap <= {GOAL:g}"], rows)
