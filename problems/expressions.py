@@ -15,9 +15,12 @@ SymPy gives f_x, f_u, L_x, L_u, L_xx, L_ux, L_uu, Φ_x, Φ_xx (no hand-written d
 From them two modules are generated as text: vectorized NumPy functions (the problem's NumPy
 methods, which the NumPy τ-step, every port, L-BFGS, ``compare`` and storage use unchanged) and
 the numba node functions of the node-function contract (:meth:`ExpressionProblem.node_kernel`,
-docs/problems.md). Both are cached on disk under a hash of the expressions, the integrator and
-the generator version (:func:`cache_dir`), so a second build of the same problem skips SymPy's
-differentiation and printing. :func:`check_derivatives` compares every generated derivative
+docs/problems.md): scalar code without arrays, the integrator step written out stage by stage
+with its exact Jacobians, and every subexpression in Δt and the parameters alone computed once
+per problem into the data vector (``node_data`` of the NumPy module). Both are cached on
+disk under a hash of the expressions, the integrator and the generator version
+(:func:`cache_dir`), so a second build of the same problem skips SymPy's differentiation and
+printing. :func:`check_derivatives` compares every generated derivative
 and the integrator's Jacobians with central finite differences, on request.
 
 Model parameters (``params``) stay symbols in the generated code and are passed as data, so
@@ -42,10 +45,10 @@ from wavecontrol.grid import Layout
 from wavecontrol.problem import LayeredProblem
 
 from .builder import ContinuousProblem
-from .integrators import check_integrator, check_substeps, one_step, step_source
+from .integrators import TABLEAUX, check_integrator, check_substeps, one_step
 
 #: bumped whenever the generated text changes for the same input (part of the cache key)
-CODEGEN_VERSION = 2
+CODEGEN_VERSION = 3
 #: environment variable naming the cache folder of generated sources
 CACHE_ENV = "WAVECONTROL_CODEGEN_CACHE"
 
@@ -311,8 +314,10 @@ _NUMPY_SHAPES = {"f": "n", "f_x": "nn", "f_u": "nm", "L": "", "L_x": "n", "L_u":
                  "Phi_xx": "nn"}
 
 
-def _numpy_source(sp, spec, D) -> str:
-    """Vectorized NumPy functions ``name(x, u, t, p)`` (costs of x alone: ``name(x, p)``)."""
+def _numpy_source(sp, spec, D, hoisted) -> str:
+    """Vectorized NumPy functions ``name(x, u, t, p)`` (costs of x alone: ``name(x, p)``), and
+    ``node_data(dt, p)``: the data vector d of the node functions with the constants
+    ``hoisted`` [(symbol, expression in dt and the parameters)] after the parameters."""
     from sympy.printing.numpy import NumPyPrinter
 
     printer = NumPyPrinter({"fully_qualified_modules": True})
@@ -338,70 +343,268 @@ def _numpy_source(sp, spec, D) -> str:
         outs = [(target, idx, e) for idx, e in _entries(D[name], shape)]
         lines += _body(sp, printer, outs)
         lines += ["    return out", ""]
+    P = len(spec.cp)
+    lines += ["def node_data(dt, p):",
+              '    """d = [dt, p..., the constants the node functions read] (float64)."""']
+    lines += [f"    _p{i} = p[{i}]" for i in range(P)]
+    lines += [f"    out = numpy.empty({1 + P + len(hoisted)})", "    out[0] = dt",
+              f"    out[1:{1 + P}] = p"]
+    lines += _body(sp, printer, [("out[{}]", (1 + P + i,), e)
+                                 for i, (_, e) in enumerate(hoisted)])
+    lines += ["    return out", ""]
     return "\n".join(lines) + "\n"
 
 
-def _node_source(sp, spec, D, integrator, substeps) -> str:
-    """Numba node functions of the node-function contract (docs/problems.md)."""
+class _Hoist:
+    """Subexpressions in Δt and the parameters alone, taken out of the node functions: the
+    node functions read them from ``d`` after the parameters (``d[1 + P + i]``, P parameters)
+    and the NumPy module's ``node_data(dt, p)`` computes them once per problem. A node function
+    thus multiplies by ``Δt g/l`` where the formula divides by l, and reads ``1 − Δt b`` instead
+    of forming it at every call (what a hand-written node function does)."""
+
+    def __init__(self, sp, spec):
+        self.sp = sp
+        self.dt = sp.Symbol("dt")
+        self.const = frozenset(spec.cp) | {self.dt}
+        self.base = 1 + len(spec.cp)
+        self.order = []                 # [(symbol _k<i>, expression)]
+        self._table = {}
+
+    def _name(self, e):
+        if e.is_Atom:
+            return e
+        s = self._table.get(e)
+        if s is None:
+            s = self.sp.Symbol(f"_k{len(self.order)}")
+            self._table[e] = s
+            self.order.append((s, e))
+        return s
+
+    def __call__(self, e):
+        """``e`` with its largest constant subexpressions (and the constant factors of a
+        product, the constant terms of a sum) replaced by ``_k<i>`` symbols."""
+        if e.is_Atom:
+            return e
+        fs = e.free_symbols
+        if fs and fs <= self.const:
+            return self._name(e)
+        if e.is_Add or e.is_Mul:
+            const = [a for a in e.args if a.free_symbols <= self.const]
+            if any(a.free_symbols for a in const):
+                rest = [self(a) for a in e.args if not a.free_symbols <= self.const]
+                return e.func(self._name(e.func(*const)), *rest)
+        if not e.args:
+            return e
+        return e.func(*[self(a) for a in e.args])
+
+
+def _block(sp, printer, hoist, outputs, tag, indent="    ", inline_atoms=False):
+    """Assignment lines for ``outputs`` [(target, expr)] with constants hoisted and common
+    subexpressions (named ``_c<tag>_<i>``) pulled out. Returns (lines, values, used): values
+    maps each target to what later code reads for it (its name, or with ``inline_atoms`` a
+    number or symbol that needs no line of its own); used is every free symbol read."""
+    exprs = [hoist(sp.sympify(e)) for _, e in outputs]
+    values, emit = {}, []
+    for (target, _), e in zip(outputs, exprs):
+        if inline_atoms and e.is_Atom:
+            values[target] = e
+        else:
+            values[target] = sp.Symbol(target)
+            emit.append((target, e))
+    used = set().union(*(e.free_symbols for e in exprs))
+    reps, reduced = sp.cse([e for _, e in emit], symbols=sp.numbered_symbols(f"_c{tag}_"),
+                           optimizations="basic")
+    lines = [f"{indent}{s} = {printer.doprint(e)}" for s, e in reps]
+    lines += [f"{indent}{t} = {printer.doprint(e)}" for (t, _), e in zip(emit, reduced)]
+    return lines, values, used
+
+
+def _rational(sp, v):
+    """A tableau coefficient (a float such as 1/6) as the exact fraction it stands for."""
+    return sp.Rational(v).limit_denominator(1000)
+
+
+def _layer_body(sp, printer, hoist, spec, D, integrator, substeps):
+    """(lines, used) of ``layer``: the integrator step written out as scalar code.
+
+    Euler with one step is ``x + Δt f``, ``I + Δt f_x``, ``Δt f_u`` in one expression block. The
+    other methods go stage by stage (:mod:`problems.integrators`): stage i binds the scalars
+    ``_X<i>_l = s_l + h a_i K_{i−1,l}``, then ``K_i = f(X_i)``, ``KX_i = f_x(X_i) (I + h a_i
+    KX_{i−1})`` and ``KU_i = f_x(X_i) h a_i KU_{i−1} + f_u(X_i)`` as one block whose products
+    SymPy has already pruned where f_x has zeros and ones; the step is ``s + h Σ b_i K_i`` with
+    ``I + h Σ b_i KX_i`` and ``h Σ b_i KU_i``. Substeps loop over the step with the state and
+    the composed Jacobians (A ← FA A, B ← FA B + FB) as loop-carried scalars. No arrays."""
+    c, a, b = TABLEAUX[integrator]
+    n, m, M = spec.n, spec.m, substeps
+    dt, ct = hoist.dt, spec.ct
+    eye = lambda i, j: sp.Integer(1 if i == j else 0)                      # noqa: E731
+    rows = lambda name, r, q: [[f"{name}{i}_{j}" for j in range(q)] for i in range(r)]  # noqa: E731
+    if len(c) == 1 and M == 1:
+        outs = ([(f"f[{i}]", spec.cx[i] + dt * e) for i, e in enumerate(D["f"])]
+                + [(f"A[{i}, {j}]", eye(i, j) + dt * D["f_x"][i, j])
+                   for i in range(n) for j in range(n)]
+                + [(f"B[{i}, {j}]", dt * D["f_u"][i, j]) for i in range(n) for j in range(m)])
+        lines, _, used = _block(sp, printer, hoist, outs, "")
+        return lines, used
+    h = dt / M
+    lines, used = [], set()
+    loop = M > 1
+    ind = "        " if loop else "    "
+    if loop:
+        s = [sp.Symbol(f"_s{i}") for i in range(n)]
+        PA = [[sp.Symbol(t) for t in r] for r in rows("_PA", n, n)]
+        PB = [[sp.Symbol(t) for t in r] for r in rows("_PB", n, m)]
+        lines += [f"    _s{i} = _x{i}" for i in range(n)]
+        lines += [f"    _PA{i}_{j} = {float(i == j)}" for i in range(n) for j in range(n)]
+        lines += [f"    _PB{i}_{j} = 0.0" for i in range(n) for j in range(m)]
+        used |= set(spec.cx)
+        lines.append(f"    for _j in range({M}):")
+        tj = ct
+        if spec.time_dependent:
+            tl, tv, tu = _block(sp, printer, hoist, [("_tj", ct + sp.Symbol("_j") * h)], "t", ind)
+            lines += tl
+            used |= tu
+            tj = tv["_tj"]
+    else:
+        s, tj = list(spec.cx), ct
+    K = KX = KU = None
+    terms = []                          # (h b_i, K_i, KX_i, KU_i) of the stages with b_i ≠ 0
+    for i in range(len(c)):
+        if i == 0:
+            X = s
+        else:
+            ha = h * _rational(sp, a[i - 1])
+            xl, xv, xu = _block(sp, printer, hoist,
+                                [(f"_X{i}_{l}", s[l] + ha * K[l]) for l in range(n)],
+                                f"x{i}", ind, inline_atoms=True)
+            lines += xl
+            used |= xu
+            X = [xv[f"_X{i}_{l}"] for l in range(n)]
+        sub = dict(zip(spec.cx, X))
+        sub[ct] = tj + _rational(sp, c[i]) * h
+        f = [e.xreplace(sub) for e in D["f"]]
+        fx, fu = D["f_x"].xreplace(sub), D["f_u"].xreplace(sub)
+        if i == 0:
+            kx = [[fx[r, q] for q in range(n)] for r in range(n)]
+            ku = [[fu[r, q] for q in range(m)] for r in range(n)]
+        else:
+            kx = [[sp.Add(*[fx[r, l] * (eye(l, q) + ha * KX[l][q]) for l in range(n)])
+                   for q in range(n)] for r in range(n)]
+            ku = [[sp.Add(*[fx[r, l] * ha * KU[l][q] for l in range(n)]) + fu[r, q]
+                   for q in range(m)] for r in range(n)]
+        outs = ([(f"_K{i}_{l}", f[l]) for l in range(n)]
+                + [(t, kx[r][q]) for r, row in enumerate(rows(f"_KX{i}_", n, n))
+                   for q, t in enumerate(row)]
+                + [(t, ku[r][q]) for r, row in enumerate(rows(f"_KU{i}_", n, m))
+                   for q, t in enumerate(row)])
+        kl, kv, ku_ = _block(sp, printer, hoist, outs, f"{i}", ind, inline_atoms=True)
+        lines += kl
+        used |= ku_
+        K = [kv[f"_K{i}_{l}"] for l in range(n)]
+        KX = [[kv[t] for t in row] for row in rows(f"_KX{i}_", n, n)]
+        KU = [[kv[t] for t in row] for row in rows(f"_KU{i}_", n, m)]
+        if b[i] != 0.0:
+            terms.append((h * _rational(sp, b[i]), K, KX, KU))
+    F = [s[l] + sp.Add(*[w * Ks[l] for w, Ks, _, _ in terms]) for l in range(n)]
+    FA = [[eye(r, q) + sp.Add(*[w * Xs[r][q] for w, _, Xs, _ in terms]) for q in range(n)]
+          for r in range(n)]
+    FB = [[sp.Add(*[w * Us[r][q] for w, _, _, Us in terms]) for q in range(m)]
+          for r in range(n)]
+    if not loop:
+        outs = ([(f"f[{l}]", F[l]) for l in range(n)]
+                + [(f"A[{r}, {q}]", FA[r][q]) for r in range(n) for q in range(n)]
+                + [(f"B[{r}, {q}]", FB[r][q]) for r in range(n) for q in range(m)])
+        fl, _, fu_ = _block(sp, printer, hoist, outs, "f")
+        return lines + fl, used | fu_
+    fl, fv, fu_ = _block(sp, printer, hoist,
+                         [(f"_F{l}", F[l]) for l in range(n)]
+                         + [(f"_FA{r}_{q}", FA[r][q]) for r in range(n) for q in range(n)]
+                         + [(f"_FB{r}_{q}", FB[r][q]) for r in range(n) for q in range(m)],
+                         "f", ind, inline_atoms=True)
+    lines += fl
+    used |= fu_
+    fa = [[fv[f"_FA{r}_{q}"] for q in range(n)] for r in range(n)]
+    fb = [[fv[f"_FB{r}_{q}"] for q in range(m)] for r in range(n)]
+    nl, _, nu = _block(sp, printer, hoist,
+                       [(f"_NA{r}_{q}", sp.Add(*[fa[r][l] * PA[l][q] for l in range(n)]))
+                        for r in range(n) for q in range(n)]
+                       + [(f"_NB{r}_{q}", sp.Add(*[fa[r][l] * PB[l][q] for l in range(n)])
+                           + fb[r][q]) for r in range(n) for q in range(m)], "n", ind)
+    lines += nl
+    used |= nu
+    lines += [f"{ind}_s{l} = {printer.doprint(fv[f'_F{l}'])}" for l in range(n)]
+    lines += [f"{ind}_PA{r}_{q} = _NA{r}_{q}" for r in range(n) for q in range(n)]
+    lines += [f"{ind}_PB{r}_{q} = _NB{r}_{q}" for r in range(n) for q in range(m)]
+    lines += [f"    f[{l}] = _s{l}" for l in range(n)]
+    lines += [f"    A[{r}, {q}] = _PA{r}_{q}" for r in range(n) for q in range(n)]
+    lines += [f"    B[{r}, {q}] = _PB{r}_{q}" for r in range(n) for q in range(m)]
+    return lines, used
+
+
+def _unpack_used(spec, hoist, used, time="k * dt"):
+    """Lines binding the canonical symbols that a node function reads (``used``): x, u entries,
+    Δt, t = k Δt, parameters and hoisted constants from ``d = D[0]``."""
+    dt = hoist.dt
+    need_dt = dt in used or spec.ct in used
+    consts = [s for s, _ in hoist.order if s in used]
+    params = [i for i, p in enumerate(spec.cp) if p in used]
+    out = []
+    if need_dt or params or consts:
+        out.append("    d = D[0]")
+    if need_dt:
+        out.append("    dt = d[0]")
+    out += [f"    _x{i} = x[{i}]" for i, s in enumerate(spec.cx) if s in used]
+    out += [f"    _u{j} = u[{j}]" for j, s in enumerate(spec.cu) if s in used]
+    if spec.ct in used:
+        out.append(f"    _t = {time}")
+    out += [f"    _p{i} = d[{i + 1}]" for i in params]
+    index = {s: hoist.base + i for i, (s, _) in enumerate(hoist.order)}
+    out += [f"    {s} = d[{index[s]}]" for s in consts]
+    return out
+
+
+def _node_source(sp, spec, D, integrator, substeps):
+    """Numba node functions of the node-function contract (docs/problems.md), and the hoisted
+    constants they read from ``d`` (:class:`_Hoist`)."""
     from sympy.printing.pycode import PythonCodePrinter
 
     printer = PythonCodePrinter({"fully_qualified_modules": True})
+    hoist = _Hoist(sp, spec)
+    dt = hoist.dt
     n, m = spec.n, spec.m
-    pexpr = "d[{}]"
-    shifted = lambda: [f"    _p{i} = d[{i + 1}]" for i in range(len(spec.cp))]  # noqa: E731
+    funcs = []
+
+    def func(header, outs, tail=()):
+        lines, _, used = _block(sp, printer, hoist, outs, "")
+        funcs.append((header, used, lines + list(tail)))
+
+    func("def running_grad(k, x, u, D, gx, gu):",
+         [("_R", dt * D["L"])] + [(f"gx[{i}]", dt * e) for i, e in enumerate(D["L_x"])]
+         + [(f"gu[{j}]", dt * e) for j, e in enumerate(D["L_u"])], ["    return _R"])
+    func("def running_hess(k, x, u, D, Rxx, Rux, Ruu):",
+         [(f"Rxx[{i}, {j}]", dt * e) for (i, j), e in _entries(D["L_xx"], (n, n))]
+         + [(f"Rux[{i}, {j}]", dt * e) for (i, j), e in _entries(D["L_ux"], (m, n))]
+         + [(f"Ruu[{i}, {j}]", dt * e) for (i, j), e in _entries(D["L_uu"], (m, m))])
+    func("def terminal_grad(x, D, g):",
+         [("_l", D["Phi"])] + [(f"g[{i}]", e) for i, e in enumerate(D["Phi_x"])],
+         ["    return _l"])
+    func("def terminal_hess(x, D, H):",
+         [(f"H[{i}, {j}]", e) for (i, j), e in _entries(D["Phi_xx"], (n, n))])
+    lines, used = _layer_body(sp, printer, hoist, spec, D, integrator, substeps)
+    funcs.append(("def layer(k, x, u, D, f, A, B):", used, lines))
+    P = len(spec.cp)
     L = ['"""Generated by problems.expressions (numba node functions); do not edit.',
          "",
          f"n = {n} states, m = {m} controls, integrator {integrator} ({substeps} substep(s));",
-         "D = (d,) with d[0] = dt and d[1:] the parameters "
-         f"({', '.join(spec.param_names) or 'none'}).", '"""',
-         "import math", "", "import numpy as np", "", "from wavecontrol._jit import jit", ""]
-
-    def func(header, unpack, outs, tail=None):
+         f"D = (d,) with d[0] = dt, d[1:{1 + P}] the parameters "
+         f"({', '.join(spec.param_names) or 'none'}) and d[{1 + P}:] {len(hoist.order)} "
+         "constants in them (node_data of the NumPy module).", '"""',
+         "import math", "", "from wavecontrol._jit import jit", ""]
+    for header, used, body in funcs:
         L.extend(["", "@jit", header])
-        L.extend(unpack)
-        L.extend(_body(sp, printer, outs))
-        if tail:
-            L.extend(tail)
-
-    un = _unpack(spec, False, pexpr=pexpr)[: n + m + 1] + shifted()
-    func("def _dyn(x, u, t, d, out):", un,
-         [("out[{}]", (i,), e) for i, e in enumerate(D["f"])])
-    func("def _dyn_jac(x, u, t, d, fx, fu):", un,
-         [("fx[{}, {}]", idx, e) for idx, e in _entries(D["f_x"], (n, n))]
-         + [("fu[{}, {}]", idx, e) for idx, e in _entries(D["f_u"], (n, m))])
-    run = (["    d = D[0]", "    dt = d[0]"] + _unpack(spec, False, tname="k * dt",
-                                                       pexpr=pexpr)[: n + m + 1] + shifted())
-    func("def running_grad(k, x, u, D, gx, gu):", run,
-         [("_R", (), D["L"])] + [("_gx{}", (i,), e) for i, e in enumerate(D["L_x"])]
-         + [("_gu{}", (j,), e) for j, e in enumerate(D["L_u"])],
-         [f"    gx[{i}] = dt * _gx{i}" for i in range(n)]
-         + [f"    gu[{j}] = dt * _gu{j}" for j in range(m)] + ["    return dt * _R"])
-    func("def running_hess(k, x, u, D, Rxx, Rux, Ruu):", run,
-         [("Rxx[{}, {}]", idx, e) for idx, e in _entries(D["L_xx"], (n, n))]
-         + [("Rux[{}, {}]", idx, e) for idx, e in _entries(D["L_ux"], (m, n))]
-         + [("Ruu[{}, {}]", idx, e) for idx, e in _entries(D["L_uu"], (m, m))],
-         ["    for i in range(Rxx.shape[0]):", "        for j in range(Rxx.shape[1]):",
-          "            Rxx[i, j] *= dt", "    for i in range(Rux.shape[0]):",
-          "        for j in range(Rux.shape[1]):", "            Rux[i, j] *= dt",
-          "        for j in range(Ruu.shape[1]):", "            Ruu[i, j] *= dt"])
-    term = ["    d = D[0]"] + _unpack(spec, False, pexpr=pexpr, with_u=False,
-                                     with_t=False)[:n] + shifted()
-    func("def terminal_grad(x, D, g):", term,
-         [("_l", (), D["Phi"])] + [("g[{}]", (i,), e) for i, e in enumerate(D["Phi_x"])],
-         ["    return _l"])
-    func("def terminal_hess(x, D, H):", term,
-         [("H[{}, {}]", idx, e) for idx, e in _entries(D["Phi_xx"], (n, n))])
-    if integrator == "euler" and substeps == 1:
-        # the Euler step written out (no temporaries): f = x + Δt f, A = I + Δt f_x, B = Δt f_u
-        dt = sp.Symbol("dt")
-        func("def layer(k, x, u, D, f, A, B):", run,
-             [("f[{}]", (i,), spec.cx[i] + dt * e) for i, e in enumerate(D["f"])]
-             + [("A[{}, {}]", (i, j), (1 if i == j else 0) + dt * D["f_x"][i, j])
-                for i in range(n) for j in range(n)]
-             + [("B[{}, {}]", (i, j), dt * D["f_u"][i, j]) for i in range(n) for j in range(m)])
-    else:
-        L.append(step_source(integrator, substeps))
-    return "\n".join(L) + "\n"
+        L.extend(_unpack_used(spec, hoist, used))
+        L.extend(body)
+    return "\n".join(L) + "\n", hoist.order
 
 
 def _load_numpy(source):
@@ -437,8 +640,8 @@ def generate(spec, integrator, substeps, use_cache=True):
     t0 = time.perf_counter()
     D = _derivatives(sp, spec)
     t1 = time.perf_counter()
-    numpy_src = _numpy_source(sp, spec, D)
-    node_src = _node_source(sp, spec, D, integrator, substeps)
+    node_src, hoisted = _node_source(sp, spec, D, integrator, substeps)
+    numpy_src = _numpy_source(sp, spec, D, hoisted)
     info["derive_s"], info["print_s"] = t1 - t0, time.perf_counter() - t1
     if use_cache:
         try:
@@ -603,8 +806,10 @@ class ExpressionProblem(LayeredProblem):
 
     def node_kernel(self):
         """(source, data) of the node functions (docs/problems.md): ``data = (d,)`` with
-        ``d = [Δt, parameter values...]``."""
-        return self._node_src, (np.concatenate([[self.dt], self._p]),)
+        ``d = [Δt, parameter values..., constants in Δt and the parameters...]`` (the last
+        computed here, once, by the generated ``node_data``)."""
+        d = self._mod["node_data"](self.dt, self._p)
+        return self._node_src, (np.ascontiguousarray(d, dtype=float),)
 
     # -- the integrator step, all layers at once ---------------------------------------------
     def _times(self, x):

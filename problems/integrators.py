@@ -21,6 +21,9 @@ The Jacobians are exact derivatives of the step (not of the ODE): with ∂X_0/�
 ∂X_0/∂u = 0, ``∂K_i/∂x = f_x(X_i) ∂X_i/∂x`` and ``∂K_i/∂u = f_x(X_i) ∂X_i/∂u + f_u(X_i)``,
 ``∂X_{i+1}/∂· = [I] + h a_{i+1} ∂K_i/∂·``, and A = I + h Σ b_i ∂K_i/∂x, B = h Σ b_i ∂K_i/∂u;
 substeps compose as A ← A_j A, B ← A_j B + B_j.
+
+:func:`one_step` is the NumPy form. The numba node functions of a problem from expressions write
+the same recursion out as scalar code, stage by stage (``problems.expressions._layer_body``).
 """
 
 from __future__ import annotations
@@ -123,110 +126,4 @@ def one_step(dyn, x, u, t, dt, method="euler", substeps=1, jacobians=True):
     return xs
 
 
-# -- the same step as numba source (the node functions of docs/problems.md) -------------------
-_STEP_TEMPLATE = '''
-_TAB_C = {c!r}
-_TAB_A = {a!r}
-_TAB_B = {b!r}
-_SUBSTEPS = {M}
-
-
-@jit
-def _mm(out, P, Q):
-    """out = P @ Q for small dense matrices (no BLAS call)."""
-    for i in range(P.shape[0]):
-        for j in range(Q.shape[1]):
-            s = 0.0
-            for l in range(P.shape[1]):
-                s += P[i, l] * Q[l, j]
-            out[i, j] = s
-
-
-@jit
-def layer(k, x, u, D, f, A, B):
-    """f = f_k(x, u) ({method}, {M} substep(s)), A = df/dx, B = df/du."""
-    dt = D[0][0]
-    h = dt / _SUBSTEPS
-    t0 = k * dt
-    n = x.shape[0]
-    m = u.shape[0]
-    xs = x.copy()
-    X = np.empty(n)
-    K = np.empty(n)
-    fx = np.empty((n, n))
-    fu = np.empty((n, m))
-    KX = np.empty((n, n))
-    KU = np.empty((n, m))
-    DX = np.empty((n, n))
-    DU = np.empty((n, m))
-    FA = np.empty((n, n))
-    FB = np.empty((n, m))
-    T1 = np.empty((n, n))
-    T2 = np.empty((n, m))
-    for i in range(n):
-        for j in range(n):
-            A[i, j] = 1.0 if i == j else 0.0
-        for j in range(m):
-            B[i, j] = 0.0
-    for step in range(_SUBSTEPS):
-        tj = t0 + step * h
-        for i in range(n):
-            f[i] = xs[i]
-            for j in range(n):
-                FA[i, j] = 1.0 if i == j else 0.0
-            for j in range(m):
-                FB[i, j] = 0.0
-        for s in range(len(_TAB_C)):
-            ts = tj + _TAB_C[s] * h
-            if s == 0:
-                for i in range(n):
-                    X[i] = xs[i]
-            else:
-                ha = h * _TAB_A[s - 1]
-                for i in range(n):
-                    X[i] = xs[i] + ha * K[i]
-                    for j in range(n):
-                        DX[i, j] = (1.0 if i == j else 0.0) + ha * KX[i, j]
-                    for j in range(m):
-                        DU[i, j] = ha * KU[i, j]
-            _dyn(X, u, ts, D[0], K)
-            _dyn_jac(X, u, ts, D[0], fx, fu)
-            if s == 0:
-                KX[:, :] = fx
-                KU[:, :] = fu
-            else:
-                _mm(KX, fx, DX)
-                _mm(KU, fx, DU)
-                for i in range(n):
-                    for j in range(m):
-                        KU[i, j] += fu[i, j]
-            hb = h * _TAB_B[s]
-            if hb != 0.0:
-                for i in range(n):
-                    f[i] += hb * K[i]
-                    for j in range(n):
-                        FA[i, j] += hb * KX[i, j]
-                    for j in range(m):
-                        FB[i, j] += hb * KU[i, j]
-        _mm(T1, FA, A)
-        _mm(T2, FA, B)
-        for i in range(n):
-            xs[i] = f[i]
-            for j in range(n):
-                A[i, j] = T1[i, j]
-            for j in range(m):
-                B[i, j] = T2[i, j] + FB[i, j]
-'''
-
-
-def step_source(method="euler", substeps=1) -> str:
-    """Numba source of ``layer(k, x, u, D, f, A, B)`` for ``method``: it calls the module's
-    ``_dyn(x, u, t, d, out)`` and ``_dyn_jac(x, u, t, d, fx, fu)`` (``d = D[0]``, ``d[0] = Δt``)
-    and needs ``np`` and ``jit`` in the module."""
-    name = check_integrator(method)
-    c, a, b = TABLEAUX[name]
-    return _STEP_TEMPLATE.format(c=tuple(c), a=tuple(a) if a else (0.0,), b=tuple(b),
-                                 M=check_substeps(substeps), method=name)
-
-
-__all__ = ["TABLEAUX", "ORDERS", "INTEGRATORS", "check_integrator", "one_step", "step_source"]
+__all__ = ["TABLEAUX", "ORDERS", "INTEGRATORS", "check_integrator", "one_step"]
