@@ -49,6 +49,22 @@ def _model(Q, g, d):
     return v
 
 
+@jit
+def _free_block(Q, free, c):
+    """The indices of the c free coordinates and Q's block on them."""
+    idx = np.empty(c, dtype=np.int64)
+    j = 0
+    for i in range(free.shape[0]):
+        if free[i]:
+            idx[j] = i
+            j += 1
+    Qf = np.empty((c, c))
+    for a in range(c):
+        for b in range(c):
+            Qf[a, b] = Q[idx[a], idx[b]]
+    return idx, Qf
+
+
 def box_qp(Q, g, lo, hi, d, H):
     """Minimize ½ dᵀQd + gᵀd over lo ≤ d ≤ hi (module docstring).
 
@@ -95,18 +111,11 @@ def box_qp(Q, g, lo, hi, d, H):
         if nclamp == m:
             break
         # the Newton step on the free coordinates
-        idx = np.empty(m - nclamp, dtype=np.int64)
-        c = 0
-        for i in range(m):
-            if free[i]:
-                idx[c] = i
-                c += 1
-        Qf = np.empty((c, c))
+        idx, Qf = _free_block(Q, free, m - nclamp)
+        c = idx.shape[0]
         gf = np.empty(c)
         for a in range(c):
             gf[a] = -grad[idx[a]]
-            for b in range(c):
-                Qf[a, b] = Q[idx[a], idx[b]]
         sf = np.linalg.solve(Qf, gf)
         for i in range(m):
             step[i] = 0.0
@@ -155,18 +164,9 @@ def box_qp(Q, g, lo, hi, d, H):
     for i in range(m):
         for j in range(m):
             H[i, j] = 0.0
-    c = m - nclamp
-    if c > 0:
-        idx = np.empty(c, dtype=np.int64)
-        c = 0
-        for i in range(m):
-            if free[i]:
-                idx[c] = i
-                c += 1
-        Qf = np.empty((c, c))
-        for a in range(c):
-            for b in range(c):
-                Qf[a, b] = Q[idx[a], idx[b]]
+    if nclamp < m:
+        idx, Qf = _free_block(Q, free, m - nclamp)
+        c = idx.shape[0]
         Hf = np.linalg.inv(Qf)
         for a in range(c):
             for b in range(c):

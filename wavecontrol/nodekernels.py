@@ -411,6 +411,30 @@ def _mk_reflection(s, P, dt):
     return tot
 
 
+@jit
+def _mk_row(row, step, led, power, err, rx, rl, rt, obj):
+    """Fill a history row (:data:`wavecontrol.kernels.HIST_COLUMNS`) from a ledger ``led`` =
+    (V, V', bl, br, diss, source, source2, reset_l, reset_r, rhs, ...) of :func:`_mk_ledger`,
+    the port's power, the closure error, the residual norms and the objective."""
+    row[H_STEP] = step
+    row[H_V] = led[0]
+    row[H_BL] = led[2]
+    row[H_BR] = led[3]
+    row[H_DISS] = led[4]
+    row[H_SRC] = led[5]
+    row[H_SRC2] = led[6]
+    row[H_RL] = led[7]
+    row[H_RR] = led[8]
+    row[H_VN] = led[1]
+    row[H_RHS] = led[9]
+    row[H_PORT] = power
+    row[H_LERR] = err
+    row[H_RX] = rx
+    row[H_RL_] = rl
+    row[H_RT] = rt
+    row[H_OBJ] = obj
+
+
 # --------------------------------------------------------------------------------------------
 # the run loop
 # --------------------------------------------------------------------------------------------
@@ -620,26 +644,9 @@ def matched_run(code, explicit, nu, floor, lo, hi, D, x_in, Th, Ti, x, lam, u, P
             keep = not bad or (math.isfinite(Vn) and math.isfinite(err)
                                and math.isfinite(refl))
             if keep:
-                row = hist[rows]
-                row[H_STEP] = step
-                row[H_V] = led[0]
-                row[H_BL] = led[2]
-                row[H_BR] = led[3]
-                row[H_DISS] = led[4]
-                row[H_SRC] = led[5]
-                row[H_SRC2] = led[6]
-                row[H_RL] = led[7]
-                row[H_RR] = led[8]
-                row[H_VN] = Vn
-                row[H_RHS] = led[9]
-                row[H_PORT] = led[10]
-                row[H_LERR] = err
-                row[H_RX] = rx
-                row[H_RL_] = rl
-                row[H_RT] = rt
-                row[H_OBJ] = objective(D, x_in, u, XO, W1[0], Wnn[0], Wnm[0], W1[1], W2[0],
-                                       W1[2])
-                row[H_REFL] = refl
+                _mk_row(hist[rows], step, led, led[10], err, rx, rl, rt,
+                        objective(D, x_in, u, XO, W1[0], Wnn[0], Wnm[0], W1[1], W2[0], W1[2]))
+                hist[rows, H_REFL] = refl
                 rows += 1
         if bad:
             return it, DIVERGED, rows, maxerr, rx, rl, rt

@@ -39,7 +39,7 @@ history rows :data:`wavecontrol.kernels.HIST_COLUMNS`, divergence): that of
 """
 
 from wavecontrol.nodekernels import (_mk_char, _mk_eval, _mk_ledger,  # noqa: F401
-                                     _mk_residuals, _mk_sumsq, layer, objective,
+                                     _mk_residuals, _mk_row, _mk_sumsq, layer, objective,
                                      terminal_grad)
 
 # ---- template body: wavecontrol.codegen.kernel_module appends the text from here on ----
@@ -48,9 +48,7 @@ import math  # noqa: E402
 import numpy as np  # noqa: E402
 
 from wavecontrol._jit import jit  # noqa: E402
-from wavecontrol.kernels import (CONVERGED, DIVERGED, H_BL, H_BR, H_DISS,  # noqa: E402
-                                 H_LERR, H_OBJ, H_PORT, H_RHS, H_RL, H_RL_, H_RR, H_RT, H_RX,
-                                 H_SRC, H_SRC2, H_STEP, H_V, H_VN, RUNNING)
+from wavecontrol.kernels import CONVERGED, DIVERGED, RUNNING  # noqa: E402
 
 #: scheme codes of gd_run (those of :data:`wavecontrol.schemes.SCHEME_CODES`)
 GD_UPWIND, GD_LW, GD_CHAR = 0, 1, 3
@@ -230,24 +228,8 @@ def gd_run(code, explicit, nu, eta, bounded, lo, hi, D, x_in, Th, Ti, x, lam, u,
         keep = not bad or (math.isfinite(Vn) and math.isfinite(err))
         if (keep and record_every > 0 and step % record_every == 0
                 and rows < hist.shape[0]):
-            row = hist[rows]
-            row[H_STEP] = step
-            row[H_V] = V
-            row[H_BL] = led[2]
-            row[H_BR] = led[3]
-            row[H_DISS] = led[4]
-            row[H_SRC] = led[5]
-            row[H_SRC2] = led[6]
-            row[H_RL] = led[7]
-            row[H_RR] = led[8]
-            row[H_VN] = Vn
-            row[H_RHS] = led[9]
-            row[H_PORT] = power
-            row[H_LERR] = err
-            row[H_RX] = rx
-            row[H_RL_] = rl
-            row[H_RT] = rt
-            row[H_OBJ] = objective(D, x_in, u, XO, f, Aw, Bw, gx, gu, g)
+            _mk_row(hist[rows], step, led, power, err, rx, rl, rt,
+                    objective(D, x_in, u, XO, f, Aw, Bw, gx, gu, g))
             rows += 1
         if bad:
             return it, DIVERGED, rows, maxerr, rx, rl, rt
