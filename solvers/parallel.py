@@ -147,7 +147,10 @@ class _Kernel:
             self.kind = "matched"
             self.module = kernel_module(source)
             self.D = D
-            self.head = (SCHEME_CODES[config["scheme"]], explicit, nu, float(port.floor),
+            if problem.bounds is not None:
+                raise ValueError("the parallel driver runs the matched port without control "
+                                 f"bounds; {problem.name!r} has bounds")
+            self.head = (SCHEME_CODES[config["scheme"]], explicit, nu, float(port.floor), False,
                          *bound_arrays(problem))
             self.x_in = np.ascontiguousarray(problem.x_in[0], dtype=float)
             self.Th = np.ascontiguousarray(met.theta)

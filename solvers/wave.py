@@ -349,16 +349,16 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
         explicit = cfg.termination == "explicit"
         x_in = np.ascontiguousarray(problem.x_in[0], dtype=float)
         th_c, ti_c = np.ascontiguousarray(met.theta), np.ascontiguousarray(met.theta_inv)
-        lo_b, hi_b = bound_arrays(problem)
+        bounds = (problem.bounds is not None, *bound_arrays(problem))
 
         def run_chunk(start, n):
-            return module.matched_run(scode, explicit, float(cfg.courant), port.floor, lo_b,
-                                      hi_b, node[1], x_in, th_c, ti_c, u[0], v[0], theta,
+            return module.matched_run(scode, explicit, float(cfg.courant), port.floor, *bounds,
+                                      node[1], x_in, th_c, ti_c, u[0], v[0], theta,
                                       port.kernel_state(), start, n, tol, record_every, hist,
                                       rows, bound, problem.dt)
 
         def warm_up():
-            module.matched_run(scode, explicit, float(cfg.courant), port.floor, lo_b, hi_b,
+            module.matched_run(scode, explicit, float(cfg.courant), port.floor, *bounds,
                                node[1], x_in, th_c, ti_c, u[0].copy(), v[0].copy(),
                                theta.copy(), port.kernel_state().copy(), 0, 0, tol,
                                record_every, hist[:0].copy(), 0, bound, problem.dt)
@@ -368,12 +368,10 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
         family = ("gd", module.__name__)
         scode = SCHEME_CODES[cfg.scheme]
         explicit = cfg.termination == "explicit"
-        bounded = getattr(problem, "bounds", None) is not None
         x_in = np.ascontiguousarray(problem.x_in[0], dtype=float)
         th_c, ti_c = np.ascontiguousarray(met.theta), np.ascontiguousarray(met.theta_inv)
-        lo_b, hi_b = bound_arrays(problem)
-        gd_args = (scode, explicit, float(cfg.courant), float(port.eta), bounded, lo_b, hi_b,
-                   node[1], x_in, th_c, ti_c)
+        gd_args = (scode, explicit, float(cfg.courant), float(port.eta),
+                   problem.bounds is not None, *bound_arrays(problem), node[1], x_in, th_c, ti_c)
 
         def run_chunk(start, n):
             return module.gd_run(*gd_args, u[0], v[0], theta, start, n, tol, record_every,

@@ -439,21 +439,17 @@ def _mk_row(row, step, led, power, err, rx, rl, rt, obj):
 # the run loop
 # --------------------------------------------------------------------------------------------
 @jit
-def matched_run(code, explicit, nu, floor, lo, hi, D, x_in, Th, Ti, x, lam, u, P, start, nsteps,
-                tol, record_every, hist, hrow, div_bound, dt):
+def matched_run(code, explicit, nu, floor, bounded, lo, hi, D, x_in, Th, Ti, x, lam, u, P, start,
+                nsteps, tol, record_every, hist, hrow, div_bound, dt):
     """Advance the matched port's fields (x, λ (N + 1, n), u (N, m), P (N + 1, n, n)) by up to
     ``nsteps`` τ-steps in place; the contract (return tuple, statuses, recording, divergence) is
     that of :func:`wavecontrol.kernels.affine_run`, and the history row also gets the
-    reflected-wave energy (column :data:`H_REFL`). lo, hi (N, m): the control bounds (±inf
-    where open; all infinite: unbounded, the plain Newton step and r_θ unprojected)."""
+    reflected-wave energy (column :data:`H_REFL`). ``bounded`` (the problem has bounds, as in
+    the NumPy twin): the box-constrained step within lo, hi (N, m; ±inf where open) and r_θ
+    projected; else the plain Newton step and r_θ unprojected."""
     N1, n = x.shape
     N = N1 - 1
     m = u.shape[1]
-    bounded = False
-    for k in range(N):
-        for j in range(m):
-            if lo[k, j] > -np.inf or hi[k, j] < np.inf:
-                bounded = True
     p = int(math.floor(nu)) if code == MK_CHAR else 0
     q = nu - p if code == MK_CHAR else 0.0
     reeval = code == MK_LW or (code == MK_CHAR and p + (1 if q > 0.0 else 0) > 1)
