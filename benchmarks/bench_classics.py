@@ -21,11 +21,10 @@ a gap ≤ 1e-8 at the same local optimum.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
-from _common import print_header, print_table
+from _common import print_header, print_table, timed
 from problems import cartpole, unicycle, vanderpol
 from solvers.lbfgs import solve_lbfgs
 from solvers.wave import solve
@@ -54,12 +53,6 @@ def _ipopt(p):
         return str(exc).splitlines()[0]
 
 
-def _timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="the default statements only")
@@ -74,7 +67,7 @@ def main(argv=None):
         p = make()
         solve(p, max_steps=1)                    # compile (or load) the generated kernel
         w = solve(p, tol=1e-10, max_steps=args.max_steps)
-        lb, lb_s = _timed(lambda: solve_lbfgs(p, tol=1e-10))
+        lb, lb_s = timed(lambda: solve_lbfgs(p, tol=1e-10))
         ip = _ipopt(p)
         ref = lb.objective
 

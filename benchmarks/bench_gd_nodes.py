@@ -27,7 +27,7 @@ import math
 
 import numpy as np
 
-from _common import best_time, print_header, print_table
+from _common import print_header, print_table, twin_timing
 
 #: (scheme, ν) timed on each problem
 SETTINGS = (("upwind", 1.0), ("lax-wendroff", 0.8), ("characteristic", 1.5))
@@ -96,21 +96,8 @@ def bench_one(problem, scheme, courant, eta, *, steps, numpy_steps, repeats):
 
     reset()
     compiled(1)                          # compile (or load) before any timing
-    reset()
-    compiled(3)
-    ours = fields[0]
-    reset()
-    numpy_twin(3)
-    scale = max(1.0, max(float(np.abs(a).max()) for a in fields[0]))
-    diff = max(float(np.abs(a - b).max()) for a, b in zip(ours, fields[0])) / scale
-
-    w_ours, c_ours = best_time(lambda: compiled(steps), repeats, reset)
-    w_np, c_np = best_time(lambda: numpy_twin(numpy_steps), repeats, reset)
-    ours, twin = 1e6 * c_ours / steps, 1e6 * c_np / numpy_steps
-    ours_w, twin_w = 1e6 * w_ours / steps, 1e6 * w_np / numpy_steps
-    return {"scheme": scheme, "courant": courant, "ours_us": ours, "numpy_us": twin,
-            "ratio": twin / ours, "ours_wall_us": ours_w, "numpy_wall_us": twin_w,
-            "ratio_wall": twin_w / ours_w, "rel_diff_3_steps": diff}
+    return {"scheme": scheme, "courant": courant,
+            **twin_timing(compiled, numpy_twin, reset, fields, steps, numpy_steps, repeats)}
 
 
 def run(N=40, steps=2000, numpy_steps=40, repeats=5, quiet=False):

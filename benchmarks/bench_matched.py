@@ -19,11 +19,10 @@ and a backward pass (2N sequential node evaluations per gradient, times its grad
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
-from _common import load_average
+from _common import load_average, timed
 from problems import lqr, pendulum, random_lqr
 from solvers.lbfgs import solve_lbfgs
 from solvers.riccati import discrete_riccati
@@ -39,12 +38,6 @@ def cases(quick: bool):
             ("pendulum stabilize", pendulum("stabilize"), "lbfgs"),
             ("pendulum swing-up", pendulum("swing-up"), "lbfgs")]
     return out
-
-
-def _timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0
 
 
 def main(argv=None):
@@ -65,8 +58,8 @@ def main(argv=None):
         big = p.N > 1000
         rn = None if big else solve(p, port="matched", tol=1e-10, max_steps=50 * p.N,
                                     backend="numpy")
-        lb, lb_s = _timed(lambda: solve_lbfgs(p, tol=1e-10))
-        sw, sw_s = _timed(lambda: solve_sweep(p, tol=1e-10, max_iter=200 if big else 20_000))
+        lb, lb_s = timed(lambda: solve_lbfgs(p, tol=1e-10))
+        sw, sw_s = timed(lambda: solve_sweep(p, tol=1e-10, max_iter=200 if big else 20_000))
         ref = discrete_riccati(p) if kind == "riccati" else solve_lbfgs(p, tol=1e-11)
         grads = int(lb.info["evaluations"])          # forward–backward passes
         cone = 2 * p.N

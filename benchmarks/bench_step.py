@@ -25,7 +25,7 @@ import sys
 
 import numpy as np
 
-from _common import best_time, print_header, print_table
+from _common import best_time, print_header, print_table, twin_timing
 
 FORMULATIONS = ("consistent", "paper")
 SCHEMES = ("upwind", "characteristic", "lax-wendroff")
@@ -87,22 +87,8 @@ def bench_one(problem, formulation, scheme, *, courant, eta, steps, numpy_steps,
                                f"{n} steps (status {out[1]}); lower --numpy-steps")
         return out
 
-    # agreement after a few steps from the same start (guards against timing the wrong thing)
-    reset()
-    compiled(3)
-    ours = fields[0]
-    reset()
-    numpy_twin(3)
-    scale = max(1.0, max(float(np.abs(a).max()) for a in fields[0]))
-    diff = max(float(np.abs(a - b).max()) for a, b in zip(ours, fields[0])) / scale
-
-    w_ours, c_ours = best_time(lambda: compiled(steps), repeats, reset)
-    w_np, c_np = best_time(lambda: numpy_twin(numpy_steps), repeats, reset)
-    ours, twin = 1e6 * c_ours / steps, 1e6 * c_np / numpy_steps
-    ours_w, twin_w = 1e6 * w_ours / steps, 1e6 * w_np / numpy_steps
-    return {"formulation": formulation, "scheme": scheme, "ours_us": ours, "numpy_us": twin,
-            "ratio": twin / ours, "ours_wall_us": ours_w, "numpy_wall_us": twin_w,
-            "ratio_wall": twin_w / ours_w, "rel_diff_3_steps": diff}
+    return {"formulation": formulation, "scheme": scheme,
+            **twin_timing(compiled, numpy_twin, reset, fields, steps, numpy_steps, repeats)}
 
 
 def run(n=4, m=2, N=1000, T=2.0, courant=1.0, steps=500, numpy_steps=60, repeats=5,
