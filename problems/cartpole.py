@@ -62,8 +62,18 @@ def cartpole(T: float = 2.0, N: int = 40, d: float = 1.0, m1: float = 1.0, m2: f
         integrator=integrator, substeps=substeps, name="cartpole", theta0=theta0)
     prob.params.update({"T": float(T), "N": int(N), "d": d, "m1": m1, "m2": m2, "l": l, "g": g,
                         "r": r, "wf": wf, "u_max": u_max})
+    prob.matched_settings = matched_settings(N)
     return prob
 
 
-__all__ = ["cartpole", "DEFAULTS"]
+def matched_settings(N: int) -> dict:
+    """The matched port's settings for the swing-up (docs/theory.md §11.7): the Newton node
+    model, and the terminal penalty ramped in over 10 light cones (10 N τ-steps) from 1 % of
+    its weight. The Gauss–Newton model diverges here (the optimum is an unstable fixed point of
+    its map, docs/findings.md)."""
+    return {"hessian": "newton", "ramp_steps": 10 * int(N), "ramp_from": 1e-2,
+            "newton_below": 1e-2}
+
+
+__all__ = ["cartpole", "matched_settings", "DEFAULTS"]
 

@@ -150,8 +150,12 @@ class _Kernel:
             if problem.bounds is not None:
                 raise ValueError("the parallel driver runs the matched port without control "
                                  f"bounds; {problem.name!r} has bounds")
+            if port.newton or port.ramp_steps:
+                raise ValueError("the parallel driver runs the matched port's Gauss–Newton "
+                                 "model without a terminal ramp (hessian 'gauss-newton', "
+                                 f"ramp_steps 0); got {port!r}")
             self.head = (SCHEME_CODES[config["scheme"]], explicit, nu, float(port.floor), False,
-                         *bound_arrays(problem))
+                         1.0, 0, 1.0, False, *bound_arrays(problem))
             self.x_in = np.ascontiguousarray(problem.x_in[0], dtype=float)
             self.Th = np.ascontiguousarray(met.theta)
             self.Ti = np.ascontiguousarray(met.theta_inv)
@@ -190,8 +194,9 @@ class _Kernel:
             D, x_in, Th, Ti = data
             n1 = F[0].shape[1]
             return self.module.matched_run(*self.head, D, x_in, Th, Ti, F[0][0], F[1][0], theta,
-                                           F[2][0].reshape(n1, self.n, self.n), start, n, tol,
-                                           record_every, hist, rows, bound, self.dt)
+                                           F[2][0].reshape(n1, self.n, self.n), np.zeros(1),
+                                           start, n, tol, record_every, hist, rows, bound,
+                                           self.dt)
         kd, cm = data
         return netkernels.network_run(*kd, cm, *self.tail, F[0], F[1], theta, self.proto,
                                       start, n, tol, record_every, hist, rows, bound, self.dt)

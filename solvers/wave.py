@@ -191,7 +191,8 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
         Gain of the resistive port (``port`` None or ``"gd"``; ignored for another port);
         ``"auto"`` is :func:`auto_eta`.
     port : Port or str, optional
-        A parameter port object or registry name. Default (None): :func:`default_port` —
+        A parameter port object or registry name (``"matched"`` by name takes the problem's
+        ``matched_settings``). Default (None): :func:`default_port` —
         ``"matched"`` for a control problem in the consistent form, else ``"gd"``; a number
         given as ``eta`` means ``"gd"``.
     metric : float, array (n,), (n, n) or (N + 1, n, n)
@@ -257,6 +258,8 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
     if port is None:
         port = ResistivePort(auto_eta(problem, float(courant)) if eta_value is None
                              else eta_value)
+    elif isinstance(port, str) and port == "matched":
+        port = get_port(port, **problem.matched_settings)
     else:
         port = get_port(port)
     port.bind(problem, courant=courant)
@@ -349,19 +352,19 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
         explicit = cfg.termination == "explicit"
         x_in = np.ascontiguousarray(problem.x_in[0], dtype=float)
         th_c, ti_c = np.ascontiguousarray(met.theta), np.ascontiguousarray(met.theta_inv)
-        bounds = (problem.bounds is not None, *bound_arrays(problem))
+        head = (scode, explicit, float(cfg.courant), port.floor, port.newton,
+                port.newton_below, port.ramp_steps, port.ramp_from,
+                problem.bounds is not None, *bound_arrays(problem), node[1], x_in, th_c, ti_c)
 
         def run_chunk(start, n):
-            return module.matched_run(scode, explicit, float(cfg.courant), port.floor, *bounds,
-                                      node[1], x_in, th_c, ti_c, u[0], v[0], theta,
-                                      port.kernel_state(), start, n, tol, record_every, hist,
+            return module.matched_run(*head, u[0], v[0], theta, port.kernel_state(),
+                                      port.kernel_switch(), start, n, tol, record_every, hist,
                                       rows, bound, problem.dt)
 
         def warm_up():
-            module.matched_run(scode, explicit, float(cfg.courant), port.floor, *bounds,
-                               node[1], x_in, th_c, ti_c, u[0].copy(), v[0].copy(),
-                               theta.copy(), port.kernel_state().copy(), 0, 0, tol,
-                               record_every, hist[:0].copy(), 0, bound, problem.dt)
+            module.matched_run(*head, u[0].copy(), v[0].copy(), theta.copy(),
+                               port.kernel_state().copy(), port.kernel_switch().copy(), 0, 0,
+                               tol, record_every, hist[:0].copy(), 0, bound, problem.dt)
     elif use_numba and family not in ("affine", "network"):
         # the resistive port over node functions (wavecontrol.nodekernels_gd)
         module = kernel_module(node[0])
@@ -528,7 +531,8 @@ def _numpy_run(problem, met, cfg, port, u, v, theta, start, nsteps, tol, record_
     """NumPy twin of :func:`wavecontrol.kernels.affine_run` (same contract, any problem)."""
     step_fn = paper_step_numpy if cfg.formulation == "paper" else consistent_step_numpy
     if port.name == "matched":
-        step_fn = matched_step_numpy
+        def step_fn(*args):
+            return matched_step_numpy(*args, step=start + it)
     maxerr = 0.0
     res = (math.nan, math.nan, math.nan)
     for it in range(nsteps):
@@ -538,7 +542,7 @@ def _numpy_run(problem, met, cfg, port, u, v, theta, start, nsteps, tol, record_
             port.undo()
             return it, kernels.DIVERGED, rows, maxerr, *res
         res = (float(np.abs(r_x).max()), float(np.abs(r_l).max()), float(np.abs(r_t).max()))
-        if max(res) <= tol:
+        if max(res) <= tol and port.may_converge(start + it):
             if cfg.formulation != "paper":
                 port.undo()
                 return it, kernels.CONVERGED, rows, maxerr, *res

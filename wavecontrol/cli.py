@@ -229,6 +229,8 @@ def port_settings(args):
         raise ValueError(f"--eta is the gain of the gd port; port {name!r} takes "
                          f"--port-param KEY=VALUE (its parameters: "
                          f"{', '.join(_port_parameters(name))})")
+    if name == "matched" and not params:
+        return "auto", name             # by name: solve applies the problem's matched_settings
     return "auto", get_port(name, **params)
 
 

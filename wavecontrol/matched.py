@@ -64,25 +64,76 @@ QUU_FLOOR = 1e-8
 REFLECTION_FLOOR = 1e-12
 #: the ledger terms of a matched step: the consistent form's plus the port's power
 MATCHED_LEDGER_TERMS = LEDGER_TERMS + ("port_power",)
+#: the node models of the port: Gauss–Newton (the dynamics' curvature left out) or Newton
+HESSIANS = ("gauss-newton", "newton")
+#: default max-abs residual below which the Newton port drops the convexification
+NEWTON_BELOW = 1e-2
+#: a Newton port whose residual climbs above this factor × ``newton_below`` convexifies again
+NEWTON_REVERT = 100.0
+#: relative step of the central differences of the exact Jacobians (≈ ε^(1/3))
+CURVATURE_STEP = 6e-6
 
 
 class MatchedPort(Port):
-    """The Riccati-impedance port (module docstring). Its state is P (N + 1, n, n).
+    """The Riccati-impedance port (module docstring). Its state is P (N + 1, n, n) and, for
+    ``hessian="newton"``, the switch ``newton`` (1,): 1.0 once the node models are exact.
 
     Parameters
     ----------
     floor : float > 0
         Relative eigenvalue floor of Q_uu (:data:`QUU_FLOOR`): the shift μ_k makes Q_uu + μ_k I
         have its smallest eigenvalue ≥ floor × its largest magnitude.
+    hessian : ``"gauss-newton"`` or ``"newton"``
+        The node model. Gauss–Newton (default) leaves the dynamics' curvature out of Q. Newton
+        adds λ̂_{k+1}·∇²f_k (λ̂_{k+1} = s_{k+1} + P_{k+1} f_k, the curvature by central
+        differences of the exact Jacobians) and, while the max-abs residual is ≥
+        ``newton_below`` (or the ramp runs), projects each node's block [[Q_xx, Q_uxᵀ],
+        [Q_ux, Q_uu]] onto the positive semidefinite cone; below it the model is exact (module
+        docstring, "Newton node model"). The fixed points are the same for both.
+    newton_below : float > 0
+        Max-abs residual (the units of ``tol``) below which the Newton model is used exactly;
+        it convexifies again if the residual climbs above :data:`NEWTON_REVERT` × this.
+    ramp_steps : int ≥ 0
+        Terminal-cost continuation: for τ-steps j < ramp_steps the terminal condition is that of
+        c_j ℓ with c_j = ramp_from^(1 − j / ramp_steps), rising geometrically to 1 (0: none).
+        A run does not converge before the ramp ends.
+    ramp_from : float in (0, 1]
+        c_0 of the ramp.
     """
 
     name = "matched"
     supports_bounds = True
 
-    def __init__(self, floor: float = QUU_FLOOR):
+    def __init__(self, floor: float = QUU_FLOOR, hessian: str = "gauss-newton",
+                 newton_below: float = NEWTON_BELOW, ramp_steps: int = 0,
+                 ramp_from: float = 1e-2):
         super().__init__()
         self.floor = _positive("floor", floor)
+        if hessian not in HESSIANS:
+            raise ValueError(f"hessian must be one of {', '.join(HESSIANS)}, got {hessian!r}")
+        self.hessian = hessian
+        self.newton_below = _positive("newton_below", newton_below)
+        if (isinstance(ramp_steps, bool) or not isinstance(ramp_steps, (int, np.integer))
+                or ramp_steps < 0):
+            raise ValueError(f"ramp_steps must be an integer >= 0, got {ramp_steps!r}")
+        self.ramp_steps = int(ramp_steps)
+        ramp_from = _positive("ramp_from", ramp_from)
+        if ramp_from > 1.0:
+            raise ValueError(f"ramp_from must lie in (0, 1], got {ramp_from!r}")
+        self.ramp_from = ramp_from
         self.last_reflection = math.nan
+
+    @property
+    def newton(self) -> bool:
+        """Whether the node model carries the dynamics' curvature (``hessian="newton"``)."""
+        return self.hessian == "newton"
+
+    def terminal_scale(self, step: int) -> float:
+        """c_j of the terminal-cost ramp at τ-step ``step`` (1.0 once it has ended)."""
+        return terminal_scale(self.ramp_steps, self.ramp_from, step)
+
+    def may_converge(self, step: int) -> bool:
+        return self.terminal_scale(step) == 1.0
 
     def _bind(self, problem):
         check_matched_problem(problem)
@@ -91,25 +142,40 @@ class MatchedPort(Port):
         if self.problem is None:
             return {}
         n = self.problem.n
-        return {"P": np.zeros((self.problem.N + 1, n, n))}
+        state = {"P": np.zeros((self.problem.N + 1, n, n))}
+        if self.newton:
+            state["newton"] = np.zeros(1)
+        return state
 
     def _step(self, theta, r_theta, state):
         raise ValueError("port 'matched' updates all fields at once: it runs through "
                          "matched_step_numpy (solve does this), not Port.update")
 
-    def commit(self, P):
-        """Take ``P`` as the new state (undoable like :meth:`Port.update`)."""
-        self._previous, self._state = self._state, {"P": P}
+    def commit(self, P, newton=None):
+        """Take ``P`` (and the Newton switch) as the new state (undoable like
+        :meth:`Port.update`)."""
+        state = {"P": P}
+        if self.newton:
+            state["newton"] = np.array([1.0 if newton else 0.0])
+        self._previous, self._state = self._state, state
 
     def kernel_state(self):
         """The state's P as a C-contiguous float64 array that the compiled kernel updates in
         place (:mod:`wavecontrol.nodekernels`)."""
-        P = self._state["P"]
-        if not (isinstance(P, np.ndarray) and P.dtype == np.float64
-                and P.flags.c_contiguous and P.flags.writeable):
-            P = np.ascontiguousarray(P, dtype=np.float64).copy()
-            self._state = {**self._state, "P": P}
-        return P
+        return self._kernel_array("P")
+
+    def kernel_switch(self):
+        """The Newton switch (1,) that the compiled kernel updates in place (zeros for the
+        Gauss–Newton model, which has none in its state)."""
+        return self._kernel_array("newton") if self.newton else np.zeros(1)
+
+    def _kernel_array(self, key):
+        a = self._state[key]
+        if not (isinstance(a, np.ndarray) and a.dtype == np.float64
+                and a.flags.c_contiguous and a.flags.writeable):
+            a = np.ascontiguousarray(a, dtype=np.float64).copy()
+            self._state = {**self._state, key: a}
+        return a
 
     def reflection(self, r_theta=None, dtheta=None) -> float:
         """½ Σ Δt s_kᵀ P_k⁺ s_k of the last step's new fields (module docstring)."""
@@ -126,10 +192,35 @@ class MatchedPort(Port):
         raise ValueError("port 'matched': its power is a ledger term of matched_step_numpy")
 
     def config(self) -> dict:
-        return {"name": self.name, "floor": self.floor}
+        return {"name": self.name, "floor": self.floor, "hessian": self.hessian,
+                "newton_below": self.newton_below, "ramp_steps": self.ramp_steps,
+                "ramp_from": self.ramp_from}
 
     def __repr__(self) -> str:
-        return f"MatchedPort(floor={self.floor:g})"
+        extra = ""
+        if self.newton:
+            extra += f", hessian='newton', newton_below={self.newton_below:g}"
+        if self.ramp_steps:
+            extra += f", ramp_steps={self.ramp_steps}, ramp_from={self.ramp_from:g}"
+        return f"MatchedPort(floor={self.floor:g}{extra})"
+
+
+def terminal_scale(ramp_steps, ramp_from, step):
+    """c_j = ramp_from^(1 − j / ramp_steps) for τ-step j < ramp_steps, else 1.0."""
+    if ramp_steps <= 0 or step >= ramp_steps:
+        return 1.0
+    return ramp_from ** (1.0 - step / ramp_steps)
+
+
+def newton_switch(on, residual, scale, below):
+    """The Newton switch after a step whose start had max-abs residual ``residual`` and
+    terminal scale ``scale``: on once below ``below`` after the ramp, off again above
+    :data:`NEWTON_REVERT` × ``below`` (or a non-finite residual)."""
+    if scale != 1.0:
+        return False
+    if on:
+        return residual <= NEWTON_REVERT * below
+    return residual < below
 
 
 def check_matched_problem(problem) -> None:
@@ -156,19 +247,65 @@ def _floored_inverse(Q, floor):
     return inv, mu
 
 
-def matched_map(problem, x, u, s, P, floor=QUU_FLOOR):
+def dynamics_curvature(problem, xb, u, w, step=CURVATURE_STEP):
+    """T_k = ∇²_{(x,u)} (w_k · f_k) at (x_k, u_k) for all layers, (N, n + m, n + m), by central
+    differences of the exact Jacobians (steps ``step`` · max(1, |z_j|) per variable z_j),
+    symmetrized. ``xb`` (1, N, n), ``u`` (N, m), ``w`` (N, n)."""
+    N, n = xb.shape[1], xb.shape[2]
+    m = u.shape[1]
+    T = np.empty((N, n + m, n + m))
+    for j in range(n + m):
+        z = xb[0, :, j] if j < n else u[:, j - n]
+        h = step * np.maximum(1.0, np.abs(z))
+        xp, xm, up, um = xb.copy(), xb.copy(), u.copy(), u.copy()
+        if j < n:
+            xp[0, :, j] += h
+            xm[0, :, j] -= h
+        else:
+            up[:, j - n] += h
+            um[:, j - n] -= h
+        Ap, Bp = problem.layer_jacobians(xp, up)
+        Am, Bm = problem.layer_jacobians(xm, um)
+        hh = ((xp[0, :, j] - xm[0, :, j]) if j < n else (up[:, j - n] - um[:, j - n]))
+        T[:, :n, j] = np.einsum("ki,kil->kl", w, Ap - Am) / hh[:, None]
+        T[:, n:, j] = np.einsum("ki,kil->kl", w, Bp - Bm) / hh[:, None]
+    return _sym(T)
+
+
+def _psd(Z):
+    """Z (K, d, d) symmetric with its negative eigenvalues set to zero."""
+    w, U = np.linalg.eigh(_sym(Z))
+    return np.einsum("kij,kj,klj->kil", U, np.maximum(w, 0.0), U)
+
+
+def matched_map(problem, x, u, s, P, floor=QUU_FLOOR, newton=False, convex=False, scale=1.0):
     """One application of M (module docstring) to fields x (N+1, n), u (N, m), s (N+1, n),
-    P (N+1, n, n) of batch 1; returns (x̂, û, ŝ, P̂, μ)."""
+    P (N+1, n, n) of batch 1; returns (x̂, û, ŝ, P̂, μ). ``newton``: Q carries the dynamics'
+    curvature, its node blocks projected onto the PSD cone with ``convex``; ``scale``: the
+    terminal condition is that of scale · ℓ (the ramp)."""
+    n = x.shape[1]
     xb = x[None, :-1]
     A, Bm = problem.layer_jacobians(xb, u)
     Rxx, Rux, Ruu = problem.running_hessians(xb, u)
     gu = problem.running_grad_theta(xb, u)
     f = problem.layer_maps(xb, u)[0]
     Pn, sn = P[1:], s[1:]
-    PB = np.einsum("kij,kjl->kil", Pn, Bm)
-    Quu = Ruu + np.einsum("kji,kjl->kil", Bm, PB)
+    w = sn + np.einsum("kij,kj->ki", Pn, f)                 # λ̂_{k+1} predicted at f_k
+    PA = np.einsum("kij,kjl->kil", Pn, A)
+    Qxx = Rxx + np.einsum("kji,kjl->kil", A, PA)
+    Qux = Rux + np.einsum("kji,kjl->kil", Bm, PA)
+    Quu = Ruu + np.einsum("kji,kjl->kil", Bm, np.einsum("kij,kjl->kil", Pn, Bm))
+    if newton:
+        Z = dynamics_curvature(problem, xb, u, w)
+        Z[:, :n, :n] += Qxx
+        Z[:, n:, :n] += Qux
+        Z[:, :n, n:] += np.swapaxes(Qux, 1, 2)
+        Z[:, n:, n:] += Quu
+        if convex:
+            Z = _psd(Z)
+        Qxx, Qux, Quu = Z[:, :n, :n], Z[:, n:, :n], Z[:, n:, n:]
     inv, mu = _floored_inverse(Quu, floor)
-    g = gu + np.einsum("kji,kj->ki", Bm, sn + np.einsum("kij,kj->ki", Pn, f))
+    g = gu + np.einsum("kji,kj->ki", Bm, w)
     if problem.bounds is None:
         u1 = u - np.einsum("kij,kj->ki", inv, g)
     else:       # the box-constrained step; P̂ takes the free-set inverse (module docstring)
@@ -177,8 +314,6 @@ def matched_map(problem, x, u, s, P, floor=QUU_FLOOR):
     A1, _ = problem.layer_jacobians(xb, u1)
     gx1 = problem.running_grad_x(xb, u1)[0]
     lam_hat = gx1 + np.einsum("kji,kj->ki", A1, sn + np.einsum("kij,kj->ki", Pn, xn))
-    Qux = Rux + np.einsum("kji,kjl->kil", Bm, np.einsum("kij,kjl->kil", Pn, A))
-    Qxx = Rxx + np.einsum("kji,kjl->kil", A, np.einsum("kij,kjl->kil", Pn, A))
     P1 = np.empty_like(P)
     P1[:-1] = _sym(Qxx - np.einsum("kji,kjl,klm->kim", Qux, inv, Qux))
     s1 = np.empty_like(s)
@@ -186,8 +321,8 @@ def matched_map(problem, x, u, s, P, floor=QUU_FLOOR):
     x1 = np.empty_like(x)
     x1[0] = problem.x_in[0]
     x1[1:] = xn
-    P1[-1] = problem.terminal_hessian(x[None, -1])
-    s1[-1] = problem.terminal_grad(x[None, -1])[0] - P1[-1] @ x[-1]
+    P1[-1] = scale * problem.terminal_hessian(x[None, -1])
+    s1[-1] = scale * problem.terminal_grad(x[None, -1])[0] - P1[-1] @ x[-1]
     return x1, u1, s1, P1, mu
 
 
@@ -268,10 +403,11 @@ def reflection_energy(s, P, dt, floor=REFLECTION_FLOOR) -> float:
     return float(np.sum(node_reflection(s, P, dt, floor)))
 
 
-def matched_step_numpy(problem, metric, cfg, x, lam, theta, port):
+def matched_step_numpy(problem, metric, cfg, x, lam, theta, port, step=0):
     """One matched τ-step of batch-1 fields x, λ (1, N+1, n), θ (N, m); returns
     (x', λ', θ', ledger dict, (r_x, r_λ, r_θ)) like
-    :func:`~wavecontrol.formulations.consistent_step_numpy` and commits P' to ``port``."""
+    :func:`~wavecontrol.formulations.consistent_step_numpy` and commits P' (and the Newton
+    switch) to ``port``. ``step``: the τ-step's index (the terminal ramp's clock)."""
     from .formulations import consistent_ledger
 
     nu = cfg.courant
@@ -279,9 +415,16 @@ def matched_step_numpy(problem, metric, cfg, x, lam, theta, port):
     P = port._state["P"]
     x0, l0 = x[0], lam[0]
     s0 = l0 - np.einsum("kij,kj->ki", P, x0)
+    scale = port.terminal_scale(step)
+    on = False
+    if port.newton:
+        with np.errstate(invalid="ignore"):
+            worst = max(float(np.abs(a).max()) for a in r)
+        on = newton_switch(bool(port._state["newton"][0]), worst, scale, port.newton_below)
 
     def apply_matched(F):
-        return matched_map(problem, *F, floor=port.floor)[:4]
+        return matched_map(problem, *F, floor=port.floor, newton=port.newton,
+                           convex=not on, scale=scale)[:4]
 
     x1, u1, s1, P1 = scheme_polynomial(cfg.scheme, nu, (x0, theta, s0, P), apply_matched)
     x1 = x1.copy()
@@ -291,9 +434,9 @@ def matched_step_numpy(problem, metric, cfg, x, lam, theta, port):
         u1 = np.minimum(np.maximum(u1, lo), hi)
     xN = x1[-1] if cfg.termination == "implicit" else x0[-1]
     P1 = _sym(P1)
-    # λ_N = s_N + P_N x'_N = ∇ℓ(x_N) at the new (implicit) or the old (explicit) x_N
-    P1[-1] = problem.terminal_hessian(xN[None])
-    s1[-1] = problem.terminal_grad(xN[None])[0] - P1[-1] @ x1[-1]
+    # λ_N = s_N + P_N x'_N = c∇ℓ(x_N) at the new (implicit) or the old (explicit) x_N
+    P1[-1] = scale * problem.terminal_hessian(xN[None])
+    s1[-1] = scale * problem.terminal_grad(xN[None])[0] - P1[-1] @ x1[-1]
     l1 = s1 + np.einsum("kij,kj->ki", P1, x1)
 
     # the reference consistent step (same scheme polynomial on C) for the ledger split
@@ -309,7 +452,7 @@ def matched_step_numpy(problem, metric, cfg, x, lam, theta, port):
     led["port_power"] = h * float(np.sum((2.0 * ac[:, 1:] + spa) * spa)
                                   + np.sum((2.0 * bc[:, :-1] + spb) * spb))
     led["port_in_V"] = True
-    port.commit(P1)
+    port.commit(P1, on)
     with np.errstate(all="ignore"):
         port.last_reflection = reflection_energy(s1, P1, dt)
     return x1[None], l1[None], u1, led, r

@@ -52,6 +52,9 @@ H_REFL = H_OBJ + 1
 MK_UPWIND, MK_LW, MK_CHAR = 0, 1, 3
 _TINY = np.finfo(np.float64).tiny
 _REFL_FLOOR = 1e-12
+# the Newton model's constants (wavecontrol.matched.NEWTON_REVERT, CURVATURE_STEP)
+_NEWTON_REVERT = 100.0
+_CURVATURE_STEP = 6e-6
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,12 +145,69 @@ def _mk_floored_inverse(Q, floor, out):
 
 
 @jit
-def _mk_matched_map(x, u, s, P, F, A, B, GU, RXX, RUX, RUU, D, x_in, floor, lo, hi, bounded,
-                    x1, u1, s1, P1, W1, W2, Wn, Wnn, Wmm, Wmn, Wnm):
+def _mk_curvature(k, x, u, w, D, Z):
+    """Z += T_k = ∇²_{(x,u)} (w · f_k) at (x, u) by central differences of the exact Jacobians,
+    symmetrized (:func:`wavecontrol.matched.dynamics_curvature`)."""
+    n = x.shape[0]
+    m = u.shape[0]
+    d = n + m
+    xp, xm, up, um = x.copy(), x.copy(), u.copy(), u.copy()
+    fz = np.empty(n)
+    Ap, Am = np.empty((n, n)), np.empty((n, n))
+    Bp, Bm = np.empty((n, m)), np.empty((n, m))
+    T = np.empty((d, d))
+    for j in range(d):
+        z = x[j] if j < n else u[j - n]
+        h = _CURVATURE_STEP * max(1.0, abs(z))
+        zp, zm = z + h, z - h
+        if j < n:
+            xp[j], xm[j] = zp, zm
+        else:
+            up[j - n], um[j - n] = zp, zm
+        layer(k, xp, up, D, fz, Ap, Bp)
+        layer(k, xm, um, D, fz, Am, Bm)
+        hh = zp - zm
+        for c in range(d):
+            t = 0.0
+            if c < n:
+                for i in range(n):
+                    t += w[i] * (Ap[i, c] - Am[i, c])
+            else:
+                for i in range(n):
+                    t += w[i] * (Bp[i, c - n] - Bm[i, c - n])
+            T[c, j] = t / hh
+        if j < n:
+            xp[j], xm[j] = z, z
+        else:
+            up[j - n], um[j - n] = z, z
+    for i in range(d):
+        for j in range(d):
+            Z[i, j] += 0.5 * (T[i, j] + T[j, i])
+
+
+@jit
+def _mk_psd(Z):
+    """Z (d, d) symmetric with its negative eigenvalues set to zero, in place."""
+    d = Z.shape[0]
+    w, U = np.linalg.eigh(0.5 * (Z + Z.T))
+    for i in range(d):
+        for j in range(d):
+            t = 0.0
+            for l in range(d):
+                if w[l] > 0.0:
+                    t += U[i, l] * w[l] * U[j, l]
+            Z[i, j] = t
+
+
+@jit
+def _mk_matched_map(x, u, s, P, F, A, B, GU, RXX, RUX, RUU, D, x_in, floor, newton, convex,
+                    scale, lo, hi, bounded, x1, u1, s1, P1, W1, W2, Wn, Wnn, Wmm, Wmn, Wnm):
     """One application of M (:func:`wavecontrol.matched.matched_map`) to (x, u, s, P) with the
     evaluations at (x, u) given; writes (x̂, û, ŝ, P̂). With ``bounded`` the control step is the
     box-constrained solve of :mod:`wavecontrol.boxqp` within lo ≤ û_k ≤ hi (lo, hi (N, m)) and
-    P̂ uses its free-set inverse. W* are scratch arrays."""
+    P̂ uses its free-set inverse. ``newton``: Q carries the dynamics' curvature, each node's
+    block projected onto the PSD cone with ``convex``; ``scale``: the terminal condition of
+    scale · ℓ. W* are scratch arrays."""
     N1, n = x.shape
     N = N1 - 1
     m = u.shape[1]
@@ -157,6 +217,7 @@ def _mk_matched_map(x, u, s, P, F, A, B, GU, RXX, RUX, RUU, D, x_in, floor, lo, 
     Quu, inv, Qs = Wmm[0], Wmm[1], Wmm[2]
     Qux = Wmn[0]
     Bn, PB = Wnm[0], Wnm[1]
+    Z = np.empty((n + m, n + m))
     x1[0, :] = x_in
     for k in range(N):
         Pn = P[k + 1]
@@ -176,13 +237,55 @@ def _mk_matched_map(x, u, s, P, F, A, B, GU, RXX, RUX, RUU, D, x_in, floor, lo, 
                 for j in range(n):
                     t += Bk[j, a] * PB[j, c]
                 Quu[a, c] = RUU[k, a, c] + t
-        mu = _mk_floored_inverse(Quu, floor, inv)
-        # g = ∇_u R + B_kᵀ (s_{k+1} + P_{k+1} f_k)
+        # Q_ux, Q_xx with A_k at (x_k, u_k)
+        for i in range(n):
+            for j in range(n):
+                t = 0.0
+                for l in range(n):
+                    t += Pn[i, l] * Ak[l, j]
+                PA[i, j] = t
+        for a in range(m):
+            for j in range(n):
+                t = 0.0
+                for l in range(n):
+                    t += Bk[l, a] * PA[l, j]
+                Qux[a, j] = RUX[k, a, j] + t
+        for i in range(n):
+            for j in range(n):
+                t = 0.0
+                for l in range(n):
+                    t += Ak[l, i] * PA[l, j]
+                Qxx[i, j] = RXX[k, i, j] + t
+        # v = λ̂_{k+1} = s_{k+1} + P_{k+1} f_k
         for i in range(n):
             t = 0.0
             for j in range(n):
                 t += Pn[i, j] * F[k, j]
             v[i] = sn[i] + t
+        if newton:
+            # the dynamics' curvature v·∇²f_k in the node block, convexified with ``convex``
+            for i in range(n):
+                for j in range(n):
+                    Z[i, j] = Qxx[i, j]
+            for a in range(m):
+                for j in range(n):
+                    Z[n + a, j] = Qux[a, j]
+                    Z[j, n + a] = Qux[a, j]
+                for c in range(m):
+                    Z[n + a, n + c] = Quu[a, c]
+            _mk_curvature(k, x[k], u[k], v, D, Z)
+            if convex:
+                _mk_psd(Z)
+            for i in range(n):
+                for j in range(n):
+                    Qxx[i, j] = Z[i, j]
+            for a in range(m):
+                for j in range(n):
+                    Qux[a, j] = Z[n + a, j]
+                for c in range(m):
+                    Quu[a, c] = Z[n + a, n + c]
+        mu = _mk_floored_inverse(Quu, floor, inv)
+        # g = ∇_u R + B_kᵀ (s_{k+1} + P_{k+1} f_k)
         for a in range(m):
             t = 0.0
             for j in range(n):
@@ -220,25 +323,7 @@ def _mk_matched_map(x, u, s, P, F, A, B, GU, RXX, RUX, RUU, D, x_in, floor, lo, 
             for j in range(n):
                 t += An[j, i] * v[j]
             lh[i] = gxn[i] + t
-        # P̂_k = Q_xx − Q_uxᵀ Q_uu⁻¹ Q_ux (Gauss–Newton), Q_ux, Q_xx with A_k at (x_k, u_k)
-        for i in range(n):
-            for j in range(n):
-                t = 0.0
-                for l in range(n):
-                    t += Pn[i, l] * Ak[l, j]
-                PA[i, j] = t
-        for a in range(m):
-            for j in range(n):
-                t = 0.0
-                for l in range(n):
-                    t += Bk[l, a] * PA[l, j]
-                Qux[a, j] = RUX[k, a, j] + t
-        for i in range(n):
-            for j in range(n):
-                t = 0.0
-                for l in range(n):
-                    t += Ak[l, i] * PA[l, j]
-                Qxx[i, j] = RXX[k, i, j] + t
+        # P̂_k = Q_xx − Q_uxᵀ Q_uu⁻¹ Q_ux
         for i in range(n):
             for j in range(n):
                 t = 0.0
@@ -259,10 +344,13 @@ def _mk_matched_map(x, u, s, P, F, A, B, GU, RXX, RUX, RUU, D, x_in, floor, lo, 
     terminal_hess(x[N], D, P1[N])
     terminal_grad(x[N], D, fn)
     for i in range(n):
+        for j in range(n):
+            P1[N, i, j] *= scale
+    for i in range(n):
         t = 0.0
         for j in range(n):
             t += P1[N, i, j] * x[N, j]
-        s1[N, i] = fn[i] - t
+        s1[N, i] = scale * fn[i] - t
 
 
 @jit
@@ -439,14 +527,18 @@ def _mk_row(row, step, led, power, err, rx, rl, rt, obj):
 # the run loop
 # --------------------------------------------------------------------------------------------
 @jit
-def matched_run(code, explicit, nu, floor, bounded, lo, hi, D, x_in, Th, Ti, x, lam, u, P, start,
-                nsteps, tol, record_every, hist, hrow, div_bound, dt):
+def matched_run(code, explicit, nu, floor, newton, newton_below, ramp_steps, ramp_from, bounded,
+                lo, hi, D, x_in, Th, Ti, x, lam, u, P, sw, start, nsteps, tol, record_every,
+                hist, hrow, div_bound, dt):
     """Advance the matched port's fields (x, λ (N + 1, n), u (N, m), P (N + 1, n, n)) by up to
     ``nsteps`` τ-steps in place; the contract (return tuple, statuses, recording, divergence) is
     that of :func:`wavecontrol.kernels.affine_run`, and the history row also gets the
     reflected-wave energy (column :data:`H_REFL`). ``bounded`` (the problem has bounds, as in
     the NumPy twin): the box-constrained step within lo, hi (N, m; ±inf where open) and r_θ
-    projected; else the plain Newton step and r_θ unprojected."""
+    projected; else the plain Newton step and r_θ unprojected. ``newton``, ``newton_below``,
+    ``ramp_steps``, ``ramp_from``: the port's node model and terminal ramp
+    (:class:`wavecontrol.matched.MatchedPort`); ``sw`` (1,) its Newton switch, updated in place
+    with P."""
     N1, n = x.shape
     N = N1 - 1
     m = u.shape[1]
@@ -511,8 +603,21 @@ def matched_run(code, explicit, nu, floor, bounded, lo, hi, D, x_in, Th, Ti, x, 
             return it, DIVERGED, rows, maxerr, rx, rl, rt
         rx, rl, rt = _mk_residuals(x, lam, u, F, A, B, GX, GU, x_in, D, lo, hi, bounded, RX,
                                    RL, RT, g)
-        if rx <= tol and rl <= tol and rt <= tol:
+        step = start + it
+        scale = 1.0
+        if ramp_steps > 0 and step < ramp_steps:
+            scale = ramp_from ** (1.0 - step / ramp_steps)
+        if rx <= tol and rl <= tol and rt <= tol and scale == 1.0:
             return it, CONVERGED, rows, maxerr, rx, rl, rt
+        # the Newton switch (wavecontrol.matched.newton_switch)
+        on = False
+        if newton and scale == 1.0:
+            worst = max(rx, max(rl, rt))
+            if sw[0] != 0.0:
+                on = worst <= _NEWTON_REVERT * newton_below
+            else:
+                on = worst < newton_below
+        convex = not on
         # s = λ − P x
         for k in range(N1):
             for i in range(n):
@@ -528,13 +633,14 @@ def matched_run(code, explicit, nu, floor, bounded, lo, hi, D, x_in, Th, Ti, x, 
                 dst = j % 2
                 if j == 0:
                     _mk_matched_map(x, u, s, P, F, A, B, GU, RXX, RUX, RUU, D, x_in, floor,
-                                    lo, hi, bounded, X3[dst], U3[dst], S3[dst], P3[dst], W1,
-                                    W2, Wn, Wnn, Wmm, Wmn, Wnm)
+                                    newton, convex, scale, lo, hi, bounded, X3[dst], U3[dst],
+                                    S3[dst], P3[dst], W1, W2, Wn, Wnn, Wmm, Wmn, Wnm)
                 else:
                     _mk_eval(X3[src], U3[src], D, F, A, B, GX, GU, RXX, RUX, RUU, True)
                     _mk_matched_map(X3[src], U3[src], S3[src], P3[src], F, A, B, GU, RXX, RUX,
-                                    RUU, D, x_in, floor, lo, hi, bounded, X3[dst], U3[dst],
-                                    S3[dst], P3[dst], W1, W2, Wn, Wnn, Wmm, Wmn, Wnm)
+                                    RUU, D, x_in, floor, newton, convex, scale, lo, hi, bounded,
+                                    X3[dst], U3[dst], S3[dst], P3[dst], W1, W2, Wn, Wnn, Wmm,
+                                    Wmn, Wnm)
                 src = dst
             if q > 0.0:
                 gi = (p - 1) % 2 if p > 0 else -1
@@ -556,13 +662,14 @@ def matched_run(code, explicit, nu, floor, bounded, lo, hi, D, x_in, Th, Ti, x, 
                 s1[:, :] = S3[gi]
                 P1[:, :, :] = P3[gi]
         else:
-            _mk_matched_map(x, u, s, P, F, A, B, GU, RXX, RUX, RUU, D, x_in, floor, lo, hi,
-                            bounded, X3[0], U3[0], S3[0], P3[0], W1, W2, Wn, Wnn, Wmm, Wmn, Wnm)
+            _mk_matched_map(x, u, s, P, F, A, B, GU, RXX, RUX, RUU, D, x_in, floor, newton,
+                            convex, scale, lo, hi, bounded, X3[0], U3[0], S3[0], P3[0], W1, W2,
+                            Wn, Wnn, Wmm, Wmn, Wnm)
             if code == MK_LW:
                 _mk_eval(X3[0], U3[0], D, F, A, B, GX, GU, RXX, RUX, RUU, True)
                 _mk_matched_map(X3[0], U3[0], S3[0], P3[0], F, A, B, GU, RXX, RUX, RUU, D,
-                                x_in, floor, lo, hi, bounded, X3[1], U3[1], S3[1], P3[1], W1,
-                                W2, Wn, Wnn, Wmm, Wmn, Wnm)
+                                x_in, floor, newton, convex, scale, lo, hi, bounded, X3[1],
+                                U3[1], S3[1], P3[1], W1, W2, Wn, Wnn, Wmm, Wmn, Wnm)
             _mk_combine(code, nu, q, x, X3[0], X3[1], x1)
             _mk_combine(code, nu, q, u, U3[0], U3[1], u1)
             _mk_combine(code, nu, q, s, S3[0], S3[1], s1)
@@ -584,10 +691,13 @@ def matched_run(code, explicit, nu, floor, bounded, lo, hi, D, x_in, Th, Ti, x, 
         terminal_hess(xN, D, P1[N])
         terminal_grad(xN, D, g)
         for i in range(n):
+            for j in range(n):
+                P1[N, i, j] *= scale
+        for i in range(n):
             t = 0.0
             for j in range(n):
                 t += P1[N, i, j] * x1[N, j]
-            s1[N, i] = g[i] - t
+            s1[N, i] = scale * g[i] - t
         for k in range(N1):
             for i in range(n):
                 t = 0.0
@@ -634,7 +744,6 @@ def matched_run(code, explicit, nu, floor, bounded, lo, hi, D, x_in, Th, Ti, x, 
                                  + led[10])) / max(led[0], 1.0)
         if not bad and err > maxerr:
             maxerr = err
-        step = start + it
         if record_every > 0 and step % record_every == 0 and rows < hist.shape[0]:
             refl = _mk_reflection(s1, P1, dt)
             keep = not bad or (math.isfinite(Vn) and math.isfinite(err)
@@ -650,4 +759,5 @@ def matched_run(code, explicit, nu, floor, bounded, lo, hi, D, x_in, Th, Ti, x, 
         lam[:, :] = l1
         u[:, :] = u1
         P[:, :, :] = P1
+        sw[0] = 1.0 if on else 0.0
     return nsteps, RUNNING, rows, maxerr, rx, rl, rt

@@ -322,6 +322,11 @@ class Port:
         self._state = new
         self._previous = None
 
+    def may_converge(self, step: int) -> bool:
+        """Whether a run may stop as converged at τ-step ``step`` (False while a port's own
+        continuation, such as the matched port's terminal ramp, still changes the problem)."""
+        return True
+
     def undo(self) -> None:
         """Take back the state change of the last :meth:`update` (the driver calls this when it
         discards a computed step: convergence or divergence found on the step's start)."""

@@ -48,12 +48,19 @@ class LayeredProblem:
         Box constraints lo ≤ θ_k ≤ hi; :meth:`residuals` then reports the projected r_θ
         (:meth:`project_residual`), while :meth:`residual_theta` and :meth:`gradient` stay
         the plain gradient.
+    matched_settings : dict
+        Parameters of :class:`~wavecontrol.matched.MatchedPort` that the port named
+        ``"matched"`` (and :func:`solvers.wave.solve`'s default port) takes on this problem,
+        e.g. ``{"hessian": "newton", "ramp_steps": 400}`` for a stiff terminal penalty; empty:
+        the port's defaults. A port object passed to ``solve`` is used as it is.
     """
 
     name = "problem"
     family: str | None = None
     #: box bounds (lo, hi) on every θ_k, arrays broadcastable to (N, m), or None (unbounded)
     bounds = None
+    #: the matched port's parameters for this problem (class docstring)
+    matched_settings: dict = {}
 
     def __init__(self, layout: Layout, dt: float, x_in, theta0):
         self.layout = layout

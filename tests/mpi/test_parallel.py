@@ -259,6 +259,11 @@ def test_refusals():
         solve_parallel(p, comm, callback=lambda step, info: False)
     with pytest.raises(ValueError, match="compiled"):
         solve_parallel(p, comm, backend="numpy", max_steps=10)
+    from wavecontrol.matched import MatchedPort
+    with pytest.raises(ValueError, match="Gauss–Newton model without a terminal ramp"):
+        solve_parallel(p, comm, port=MatchedPort(hessian="newton"), max_steps=10)
+    with pytest.raises(ValueError, match="Gauss–Newton model without a terminal ramp"):
+        solve_parallel(p, comm, port=MatchedPort(ramp_steps=5), max_steps=10)
 
 
 def test_partition_and_reach():
