@@ -192,9 +192,14 @@ class MatchedPort(Port):
         raise ValueError("port 'matched': its power is a ledger term of matched_step_numpy")
 
     def config(self) -> dict:
-        return {"name": self.name, "floor": self.floor, "hessian": self.hessian,
-                "newton_below": self.newton_below, "ramp_steps": self.ramp_steps,
-                "ramp_from": self.ramp_from}
+        # the Newton and ramp settings only where they are used: a default port's config (and
+        # so a run file's, which a resume must match) is what it was before they existed
+        out = {"name": self.name, "floor": self.floor}
+        if self.newton:
+            out.update(hessian=self.hessian, newton_below=self.newton_below)
+        if self.ramp_steps:
+            out.update(ramp_steps=self.ramp_steps, ramp_from=self.ramp_from)
+        return out
 
     def __repr__(self) -> str:
         extra = ""

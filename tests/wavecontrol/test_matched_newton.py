@@ -124,7 +124,8 @@ def test_cartpole_swing_up_reaches_the_lbfgs_optimum():
     ref = solve_lbfgs(p, tol=1e-10)
     assert ref.status is Status.CONVERGED
     r = solve(p, tol=1e-10, max_steps=6000)
-    assert r.config["port"]["hessian"] == "newton"
+    assert r.config["port"] == {"name": "matched", "floor": 1e-8, "hessian": "newton",
+                                "newton_below": 1e-2, "ramp_steps": 400, "ramp_from": 1e-2}
     assert r.status is Status.CONVERGED, r.message
     assert abs(r.objective - ref.objective) <= 1e-8 * abs(ref.objective)
     assert np.abs(r.theta - ref.theta).max() <= 1e-6
