@@ -6,9 +6,11 @@ Run from the repository root::
     python benchmarks/bench_classics.py --quick    # the default statement of each problem only
 
 For each case (the problems of docs/problems.md, "The classic benchmarks", all built through
-``from_expressions``): the wave solver with its default port (``"matched"``; with control
-bounds its box-constrained local solve; consistent form, upwind, ν = 1, from zero fields,
-tol 1e-10 on the max-abs PMP residuals with r_θ projected on the box), L-BFGS(-B) with the
+``from_expressions``): the wave solver with its default port (``"matched"`` with the problem's
+``matched_settings``: the cart-pole's Newton node model and terminal ramp, docs/theory.md
+§11.7, the Gauss–Newton model elsewhere; with control bounds its box-constrained local solve;
+consistent form, upwind, ν = 1, from zero fields, tol 1e-10 on the max-abs PMP residuals with
+r_θ projected on the box), L-BFGS(-B) with the
 exact adjoint gradient (``solvers.lbfgs.solve_lbfgs``, tol 1e-10 on the projected gradient)
 and IPOPT on the CasADi transcription of the same discrete problem (``solvers.ipopt``,
 multiple shooting, tol 1e-10; needs the ``casadi`` extra, else its columns say so). Printed:
@@ -41,8 +43,17 @@ def cases(quick: bool):
         out += [("vanderpol unbounded", lambda: vanderpol(u_min=None, u_max=None)),
                 ("unicycle v<=0.8 w<=0.5", lambda: unicycle(v_max=0.8, w_max=0.5)),
                 ("cartpole unbounded wf=100", lambda: cartpole(u_max=None, wf=100.0)),
-                ("cartpole N=20 wf=10", lambda: cartpole(u_max=None, N=20, wf=10.0))]
+                ("cartpole N=20 wf=10", lambda: cartpole(u_max=None, N=20, wf=10.0)),
+                ("cartpole N=80 |u|<=20 wf=1000", lambda: cartpole(N=80))]
     return out
+
+
+def port_text(config: dict) -> str:
+    """The matched port's node model and ramp, briefly."""
+    text = "newton" if config.get("hessian") == "newton" else "gauss-newton"
+    if config.get("ramp_steps"):
+        text += f", ramp {config['ramp_steps']}"
+    return text
 
 
 def _ipopt(p):
@@ -78,7 +89,7 @@ def main(argv=None):
             return f"{np.abs(res.theta - lb.theta).max():.0e}"
 
         ok = w.success and abs(w.objective - ref) <= GOAL * abs(ref)
-        row = [name, f"{ref:.12g}", f"{w.status.value} {w.steps}",
+        row = [name, f"{ref:.12g}", port_text(w.config["port"]), f"{w.status.value} {w.steps}",
                f"{w.steps / (2 * p.N):.1f}", gap(w), dth(w), f"{w.wall_time:.4f}",
                int(lb.info["evaluations"]), f"{lb_s:.3f}"]
         if isinstance(ip, str):
@@ -93,7 +104,7 @@ def main(argv=None):
                       record_every=max(1, args.gd_steps // 1000))
             print(f"  {name}: gd port: {g.message}; J = {g.objective:.12g} (gap "
                   f"{gap(g)}), {g.wall_time:.1f} s", flush=True)
-    print_table(["case", "J (L-BFGS)", "wave: status, tau-steps", "cones", "gap", "|dth|",
+    print_table(["case", "J (L-BFGS)", "wave port", "wave: status, tau-steps", "cones", "gap", "|dth|",
                  "wave s", "L-BFGS grads", "L-BFGS s", "IPOPT: status, it", "gap", "|dth|",
                  "IPOPT s", f"wave gap <= {GOAL:g}"], rows)
     if missing:

@@ -17,8 +17,8 @@ pendulum,
   node functions (``solve(..., port="matched").compile_time``);
 
 and the same ``build`` and ``kernel`` for the two cart-poles. The warm process then times the
-compiled matched τ-step — ``solve(prob, port="matched", backend="numba", tol=0)``, its
-``wall_time`` (compile excluded) over the τ-steps it ran — on four problems, interleaved, best
+compiled matched τ-step — ``solve(prob, port=..., backend="numba", tol=0)``, its
+``wall_time`` (compile excluded) over the τ-steps it ran — on five cases, interleaved, best
 of 11 runs each, all in that one process:
 
 - the generated Euler pendulum against the hand-written one (``problems/pendulum_nodes.py``):
@@ -26,8 +26,13 @@ of 11 runs each, all in that one process:
   a run);
 - the cart-pole with RK4 and with midpoint layers (N = 40, 5 000 τ-steps a run) at
   ``wf = 10``: ``wf`` is data, not code, so these are the node functions and kernel of
-  ``cartpole(u_max=None)``, whose default ``wf = 1000`` makes the matched port diverge at
-  τ-step 12 (docs/problems.md), too few to time.
+  ``cartpole(u_max=None)``, whose default ``wf = 1000`` makes the Gauss–Newton matched port
+  diverge at τ-step 12 (docs/problems.md), too few to time;
+- and the cart-pole's own settings at the default ``wf = 1000`` (the Newton node model with
+  its terminal ramp, docs/theory.md §11.7; 2 000 τ-steps a run).
+
+These runs pass ``MatchedPort()`` (the Gauss–Newton model) except the last, which names the
+port ``"matched"`` and so takes the problem's ``matched_settings``.
 
 Run alone: ``python benchmarks/bench_codegen.py`` (about 2 minutes on 2 cores).
 """
@@ -43,12 +48,15 @@ import time
 
 from _common import ROOT, load_average, print_header, print_table
 
-#: (label, problem expression, τ-steps per timed run) of the step timings
+#: (label, problem expression, τ-steps per timed run, port expression) of the step timings;
+#: MatchedPort() is the Gauss–Newton model, "matched" by name the problem's matched_settings
 STEP_PROBLEMS = [
-    ("pendulum euler, generated", "pendulum_expressions(40)", 20000),
-    ("pendulum euler, hand-written", "pendulum('swing-up')", 20000),
-    ("cartpole rk4 (wf=10)", "cartpole(u_max=None, wf=10.0)", 5000),
-    ("cartpole midpoint (wf=10)", "cartpole(u_max=None, wf=10.0, integrator='midpoint')", 5000),
+    ("pendulum euler, generated", "pendulum_expressions(40)", 20000, "MatchedPort()"),
+    ("pendulum euler, hand-written", "pendulum('swing-up')", 20000, "MatchedPort()"),
+    ("cartpole rk4 (wf=10)", "cartpole(u_max=None, wf=10.0)", 5000, "MatchedPort()"),
+    ("cartpole midpoint (wf=10)", "cartpole(u_max=None, wf=10.0, integrator='midpoint')", 5000,
+     "MatchedPort()"),
+    ("cartpole rk4 (wf=1000), Newton + ramp", "cartpole(u_max=None)", 2000, "'matched'"),
 ]
 REPEATS = 11
 
@@ -60,6 +68,8 @@ out = {}
 from problems.expressions import pendulum_expressions
 from problems import cartpole, pendulum
 from solvers.wave import solve
+import wavecontrol.ports
+from wavecontrol.matched import MatchedPort
 
 t0 = time.perf_counter()
 p = pendulum_expressions(40)
@@ -88,14 +98,16 @@ for integ in ("rk4", "midpoint"):
     r = solve(c, port="matched", backend="numba", tol=0.0, max_steps=1, record_every=1000)
     out["cp_kernel_" + integ] = r.compile_time
 if cfg['step']:
-    probs = [(label, eval(expr), steps) for label, expr, steps in cfg['problems']]
-    for _, prob, _ in probs:
-        solve(prob, port="matched", backend="numba", tol=0.0, max_steps=1, record_every=1000)
-    best = {label: float("inf") for label, _, _ in probs}
+    probs = [(label, eval(expr), steps, port)
+             for label, expr, steps, port in cfg['problems']]
+    for _, prob, _, port in probs:
+        solve(prob, port=eval(port), backend="numba", tol=0.0, max_steps=1,
+              record_every=1000)
+    best = {label: float("inf") for label, _, _, _ in probs}
     ran = {}
     for _ in range(cfg['repeats']):  # interleaved: a slow spell of the machine hits all alike
-        for label, prob, steps in probs:
-            r = solve(prob, port="matched", backend="numba", tol=0.0, max_steps=steps,
+        for label, prob, steps, port in probs:
+            r = solve(prob, port=eval(port), backend="numba", tol=0.0, max_steps=steps,
                       record_every=steps)
             best[label] = min(best[label], r.wall_time / max(r.steps, 1))
             ran[label] = [r.steps, r.status.value]
@@ -138,7 +150,7 @@ def main():
           f"load {load_average()})")
     print_table(["problem", "us / tau-step", "tau-steps a run", "status"],
                 [[label, f"{step[label] * 1e6:.2f}", str(ran[label][0]), ran[label][1]]
-                 for label, _, _ in STEP_PROBLEMS])
+                 for label, _, _, _ in STEP_PROBLEMS])
     g, h = step[STEP_PROBLEMS[0][0]], step[STEP_PROBLEMS[1][0]]
     print(f"\nEuler pendulum: generated / hand-written = {g / h:.2f}")
     return {"cold": cold, "warm": warm}

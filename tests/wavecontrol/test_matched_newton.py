@@ -119,7 +119,7 @@ def test_cartpole_swing_up_reaches_the_lbfgs_optimum():
     """The default cart-pole (wf = 1000, |u| ≤ 20, N = 40, RK4), solve's default port (matched
     with the problem's Newton settings, compiled): converged to residuals ≤ 1e-10, objective
     within 1e-8 relative of L-BFGS (measured ≤ 2e-15) and θ within 1e-6; the Gauss–Newton
-    model diverges on it (docs/findings.md). Measured 2508 τ-steps."""
+    model diverges on it (docs/findings.md). Measured 2441 τ-steps."""
     p = cartpole()
     ref = solve_lbfgs(p, tol=1e-10)
     assert ref.status is Status.CONVERGED
