@@ -200,6 +200,28 @@ def _mk_psd(Z):
 
 
 @jit
+def _mk_mm(X, Y, out):
+    """out = X Y for small matrices."""
+    for i in range(X.shape[0]):
+        for j in range(Y.shape[1]):
+            t = 0.0
+            for l in range(X.shape[1]):
+                t += X[i, l] * Y[l, j]
+            out[i, j] = t
+
+
+@jit
+def _mk_tmm_add(X, Y, C, out):
+    """out = C + Xᵀ Y for small matrices."""
+    for i in range(X.shape[1]):
+        for j in range(Y.shape[1]):
+            t = 0.0
+            for l in range(X.shape[0]):
+                t += X[l, i] * Y[l, j]
+            out[i, j] = C[i, j] + t
+
+
+@jit
 def _mk_matched_map(x, u, s, P, F, A, B, GU, RXX, RUX, RUU, D, x_in, floor, newton, convex,
                     scale, lo, hi, bounded, x1, u1, s1, P1, W1, W2, Wn, Wnn, Wmm, Wmn, Wnm):
     """One application of M (:func:`wavecontrol.matched.matched_map`) to (x, u, s, P) with the
@@ -224,38 +246,12 @@ def _mk_matched_map(x, u, s, P, F, A, B, GU, RXX, RUX, RUU, D, x_in, floor, newt
         sn = s[k + 1]
         Ak = A[k]
         Bk = B[k]
-        # PB = P_{k+1} B_k, Q_uu = ∇²_uu R + B_kᵀ P_{k+1} B_k
-        for i in range(n):
-            for a in range(m):
-                t = 0.0
-                for j in range(n):
-                    t += Pn[i, j] * Bk[j, a]
-                PB[i, a] = t
-        for a in range(m):
-            for c in range(m):
-                t = 0.0
-                for j in range(n):
-                    t += Bk[j, a] * PB[j, c]
-                Quu[a, c] = RUU[k, a, c] + t
-        # Q_ux, Q_xx with A_k at (x_k, u_k)
-        for i in range(n):
-            for j in range(n):
-                t = 0.0
-                for l in range(n):
-                    t += Pn[i, l] * Ak[l, j]
-                PA[i, j] = t
-        for a in range(m):
-            for j in range(n):
-                t = 0.0
-                for l in range(n):
-                    t += Bk[l, a] * PA[l, j]
-                Qux[a, j] = RUX[k, a, j] + t
-        for i in range(n):
-            for j in range(n):
-                t = 0.0
-                for l in range(n):
-                    t += Ak[l, i] * PA[l, j]
-                Qxx[i, j] = RXX[k, i, j] + t
+        # Q_uu = ∇²_uu R + B_kᵀ P_{k+1} B_k, Q_ux, Q_xx likewise with A_k at (x_k, u_k)
+        _mk_mm(Pn, Bk, PB)
+        _mk_tmm_add(Bk, PB, RUU[k], Quu)
+        _mk_mm(Pn, Ak, PA)
+        _mk_tmm_add(Bk, PA, RUX[k], Qux)
+        _mk_tmm_add(Ak, PA, RXX[k], Qxx)
         # v = λ̂_{k+1} = s_{k+1} + P_{k+1} f_k
         for i in range(n):
             t = 0.0
