@@ -126,4 +126,72 @@ def one_step(dyn, x, u, t, dt, method="euler", substeps=1, jacobians=True):
     return xs
 
 
-__all__ = ["TABLEAUX", "ORDERS", "INTEGRATORS", "check_integrator", "one_step"]
+def step_curvature(dyn, x, u, t, dt, w, method="euler", substeps=1):
+    """∇²_{(x,u)} (w · S(x, u, t)) of the step S of :func:`one_step`, vectorized over leading
+    axes: (..., n + m, n + m).
+
+    ``dyn`` has ``f``, ``f_x``, ``f_u`` as in :func:`one_step` and ``f_hw(x, u, t, a)``
+    (..., n + m, n + m) = Σ_i a_i ∇²_{(x,u)} f_i. Only the stage evaluations K = f(X, u) are
+    nonlinear (the stage points and the step are linear in them), so the Hessian of w·S is
+    Σ over the stage evaluations e of Ĝ_eᵀ (ā_e · ∇²f)(X_e, u) Ĝ_e, where Ĝ_e = ∂(X_e, u)/∂(x, u)
+    comes from a forward pass and ā_e = ∂(w·S)/∂K_e from a reverse one: with s̄ = w at the end
+    of a substep, K̄_i = h b_i s̄ + h a_{i+1} X̄_{i+1}, X̄_i = f_x(X_i)ᵀ K̄_i, and the substep's
+    start gets s̄ + Σ_i X̄_i."""
+    c, a, b = TABLEAUX[check_integrator(method)]
+    M = check_substeps(substeps)
+    h = dt / M
+    x = np.asarray(x, dtype=float)
+    u = np.asarray(u, dtype=float)
+    t = np.asarray(t, dtype=float)
+    w = np.asarray(w, dtype=float)
+    lead = np.broadcast_shapes(x.shape[:-1], u.shape[:-1], t.shape, w.shape[:-1])
+    n, m = x.shape[-1], u.shape[-1]
+    d = n + m
+    s = np.broadcast_to(x, lead + (n,))
+    SZ = np.zeros(lead + (n, d))
+    SZ[..., :, :n] = np.eye(n)
+    stages = []                          # (X_e, t_e, Ĝ_e, f_x(X_e)) in forward order
+    for j in range(M):
+        tj = t + j * h
+        s1, SZ1 = s.copy(), SZ.copy()
+        K = KZ = None
+        for i in range(len(c)):
+            if i == 0:
+                X, GX = s, SZ
+            else:
+                X, GX = s + (h * a[i - 1]) * K, SZ + (h * a[i - 1]) * KZ
+            te = tj + c[i] * h
+            K = dyn.f(X, u, te)
+            fx = np.broadcast_to(dyn.f_x(X, u, te), lead + (n, n))
+            fu = np.broadcast_to(dyn.f_u(X, u, te), lead + (n, m))
+            KZ = fx @ GX
+            KZ[..., :, n:] += fu
+            G = np.zeros(lead + (d, d))
+            G[..., :n, :] = GX
+            G[..., n:, n:] = np.eye(m)
+            stages.append((X, te, G, fx))
+            if b[i] != 0.0:
+                s1 = s1 + (h * b[i]) * K
+                SZ1 = SZ1 + (h * b[i]) * KZ
+        s, SZ = s1, SZ1
+    out = np.zeros(lead + (d, d))
+    sbar = np.broadcast_to(w, lead + (n,))
+    S = len(c)
+    for j in range(M - 1, -1, -1):
+        Xbar_next = None
+        start = sbar
+        for i in range(S - 1, -1, -1):
+            X, te, G, fx = stages[j * S + i]
+            Kbar = (h * b[i]) * sbar
+            if i + 1 < S:
+                Kbar = Kbar + (h * a[i]) * Xbar_next
+            Xbar_next = np.einsum("...li,...l->...i", fx, Kbar)
+            start = start + Xbar_next
+            H = dyn.f_hw(X, u, te, Kbar)
+            out += np.einsum("...rp,...rl,...lq->...pq", G, H, G)
+        sbar = start
+    return out
+
+
+__all__ = ["TABLEAUX", "ORDERS", "INTEGRATORS", "check_integrator", "one_step",
+           "step_curvature"]

@@ -85,8 +85,9 @@ class MatchedPort(Port):
         have its smallest eigenvalue ≥ floor × its largest magnitude.
     hessian : ``"gauss-newton"`` or ``"newton"``
         The node model. Gauss–Newton (default) leaves the dynamics' curvature out of Q. Newton
-        adds λ̂_{k+1}·∇²f_k (λ̂_{k+1} = s_{k+1} + P_{k+1} f_k, the curvature by central
-        differences of the exact Jacobians) and, while the max-abs residual is ≥
+        adds λ̂_{k+1}·∇²f_k (λ̂_{k+1} = s_{k+1} + P_{k+1} f_k; the problem's
+        ``layer_curvature`` where it has one — symbolic for problems from expressions — else
+        central differences of the exact Jacobians) and, while the max-abs residual is ≥
         ``newton_below`` (or the ramp runs), projects each node's block [[Q_xx, Q_uxᵀ],
         [Q_ux, Q_uu]] onto the positive semidefinite cone; below it the model is exact (module
         docstring, "Newton node model"). The fixed points are the same for both.
@@ -301,7 +302,8 @@ def matched_map(problem, x, u, s, P, floor=QUU_FLOOR, newton=False, convex=False
     Qux = Rux + np.einsum("kji,kjl->kil", Bm, PA)
     Quu = Ruu + np.einsum("kji,kjl->kil", Bm, np.einsum("kij,kjl->kil", Pn, Bm))
     if newton:
-        Z = dynamics_curvature(problem, xb, u, w)
+        exact = getattr(problem, "layer_curvature", None)      # symbolic where it is given
+        Z = exact(xb, u, w) if exact is not None else dynamics_curvature(problem, xb, u, w)
         Z[:, :n, :n] += Qxx
         Z[:, n:, :n] += Qux
         Z[:, :n, n:] += np.swapaxes(Qux, 1, 2)

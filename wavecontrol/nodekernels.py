@@ -41,6 +41,8 @@ def _mk_missing(name):
 
 
 layer = _mk_missing("layer")
+rhs = _mk_missing("rhs")
+rhs_hw = _mk_missing("rhs_hw")
 running_grad = _mk_missing("running_grad")
 running_hess = _mk_missing("running_hess")
 terminal_grad = _mk_missing("terminal_grad")
@@ -145,7 +147,109 @@ def _mk_floored_inverse(Q, floor, out):
 
 
 @jit
-def _mk_curvature(k, x, u, w, D, Z):
+def layer_curvature(k, x, u, w, D, Z):
+    """Z += ∇²_{(x,u)} (w · f_k) at (x, u) (the matched port's Newton model). This default takes
+    differences of ``layer``'s Jacobians (:func:`_mk_curvature_fd`); the node source of a
+    problem from expressions replaces it by its symbolic form (:func:`_mk_rk_curvature`)."""
+    _mk_curvature_fd(k, x, u, w, D, Z)
+
+
+@jit
+def _mk_rk_curvature(k, x, u, w, D, Z, C, Ac, Bw, S, M):
+    """Z += ∇²_{(x,u)} (w · f_k) of the explicit Runge–Kutta layer map with S stages (times C,
+    coupling Ac to the previous stage, weights Bw; tuples padded with one 0.0) and M substeps
+    of Δt/M (Δt = D[0][0]), from the node functions ``rhs`` (f, f_x, f_u at a stage point) and
+    ``rhs_hw`` (Σ a_i ∇²f_i there): Σ over the stage evaluations e of Ĝ_eᵀ (ā_e·∇²f) Ĝ_e, with
+    Ĝ_e = ∂(y_e, u)/∂(x, u) from a forward pass and ā_e the adjoint of the stage's output from
+    a reverse pass (:func:`problems.integrators.step_curvature`)."""
+    n = x.shape[0]
+    m = u.shape[0]
+    d = n + m
+    dt = D[0][0]
+    h = dt / M
+    E = S * M
+    Y = np.empty((E, n))
+    G = np.zeros((E, n, d))
+    FY = np.empty((E, n, n))
+    TE = np.empty(E)
+    s = x.copy()
+    SZ = np.zeros((n, d))
+    for i in range(n):
+        SZ[i, i] = 1.0
+    f = np.empty(n)
+    fx = np.empty((n, n))
+    fu = np.empty((n, m))
+    K = np.zeros(n)
+    KZ = np.zeros((n, d))
+    for j in range(M):
+        s1 = s.copy()
+        SZ1 = SZ.copy()
+        for i in range(S):
+            e = j * S + i
+            ha = h * Ac[i - 1] if i > 0 else 0.0
+            for r in range(n):
+                Y[e, r] = s[r] + ha * K[r]
+                for q in range(d):
+                    G[e, r, q] = SZ[r, q] + ha * KZ[r, q]
+            TE[e] = k * dt + j * h + C[i] * h
+            rhs(Y[e], u, TE[e], D, f, fx, fu)
+            FY[e] = fx
+            for r in range(n):
+                for q in range(d):
+                    t = 0.0
+                    for l in range(n):
+                        t += fx[r, l] * G[e, l, q]
+                    if q >= n:
+                        t += fu[r, q - n]
+                    KZ[r, q] = t
+                K[r] = f[r]
+            hb = h * Bw[i]
+            if hb != 0.0:
+                for r in range(n):
+                    s1[r] += hb * K[r]
+                    for q in range(d):
+                        SZ1[r, q] += hb * KZ[r, q]
+        s = s1
+        SZ = SZ1
+    sbar = w.copy()
+    Kbar = np.zeros((S, n))
+    ybar = np.zeros((S + 1, n))
+    H = np.empty((d, d))
+    Gh = np.zeros((d, d))
+    for a in range(m):
+        Gh[n + a, n + a] = 1.0
+    for j in range(M - 1, -1, -1):
+        for i in range(S - 1, -1, -1):
+            e = j * S + i
+            ha = h * Ac[i] if i + 1 < S else 0.0
+            for r in range(n):
+                Kbar[i, r] = h * Bw[i] * sbar[r] + ha * ybar[i + 1, r]
+            for r in range(n):
+                t = 0.0
+                for l in range(n):
+                    t += FY[e, l, r] * Kbar[i, l]
+                ybar[i, r] = t
+            rhs_hw(Y[e], u, TE[e], Kbar[i], D, H)
+            for r in range(n):
+                for q in range(d):
+                    Gh[r, q] = G[e, r, q]
+            for p in range(d):
+                for q in range(d):
+                    t = 0.0
+                    for r in range(d):
+                        if Gh[r, p] != 0.0:
+                            c = 0.0
+                            for l in range(d):
+                                c += H[r, l] * Gh[l, q]
+                            t += Gh[r, p] * c
+                    Z[p, q] += t
+        for i in range(S):
+            for r in range(n):
+                sbar[r] += ybar[i, r]
+
+
+@jit
+def _mk_curvature_fd(k, x, u, w, D, Z):
     """Z += T_k = ∇²_{(x,u)} (w · f_k) at (x, u) by central differences of the exact Jacobians,
     symmetrized (:func:`wavecontrol.matched.dynamics_curvature`)."""
     n = x.shape[0]
@@ -269,7 +373,7 @@ def _mk_matched_map(x, u, s, P, F, A, B, GU, RXX, RUX, RUU, D, x_in, floor, newt
                     Z[j, n + a] = Qux[a, j]
                 for c in range(m):
                     Z[n + a, n + c] = Quu[a, c]
-            _mk_curvature(k, x[k], u[k], v, D, Z)
+            layer_curvature(k, x[k], u[k], v, D, Z)
             if convex:
                 _mk_psd(Z)
             for i in range(n):
