@@ -46,8 +46,9 @@ def test_classic_statements():
 def test_matched_wave_and_lbfgs_reach_the_same_optimum(make, kwargs):
     """Wave (matched port, NumPy step, residuals ≤ 1e-10) and L-BFGS (max|∇J| ≤ 1e-10) from the
     same θ0: objectives within 1e-8 relative (measured ≤ 2e-16) and θ within 1e-6. Measured
-    τ-steps: Van der Pol 60, unicycle 74, cart-pole (wf = 10, N = 20) 464; at the default
-    cart-pole (wf = 1000, a full swing-up) the matched port diverges (docs/problems.md)."""
+    τ-steps: Van der Pol 60, unicycle 74, cart-pole (wf = 10, N = 20, with its matched_settings:
+    Newton model, ramp 200) 323. The default cart-pole (wf = 1000) is
+    tests/wavecontrol/test_matched_newton.py's."""
     p = make(**kwargs)
     ref = solve_lbfgs(p, tol=1e-10)
     assert ref.status is Status.CONVERGED
