@@ -36,6 +36,16 @@ fixed point of M, which is the exact discrete PMP (DESIGN.md). For LQR, M is aff
 G = I + ν(S − I) (upwind) with S nilpotent: its spectrum is {1 − ν}, ρ = |1 − ν|, and at ν = 1
 it is nilpotent (docs/theory.md §11).
 
+Newton node model and terminal ramp (``hessian="newton"``, ``ramp_steps``; docs/theory.md
+§11.7). The Newton model adds T_k = ∇²_{(x,u)} (w_k · f_k), w_k = s_{k+1} + P_{k+1} f_k, to the
+node block [[Q_xx, Q_uxᵀ], [Q_ux, Q_uu]] (the problem's ``layer_curvature`` where it has one,
+else :func:`dynamics_curvature`), and projects that block onto the positive semidefinite cone
+until the residual falls below ``newton_below`` (:func:`newton_switch`); the curvature only
+shapes the path, since w_k = λ_{k+1} at any consistent trajectory. The ramp scales ℓ at node N
+by c_j = ramp_from^(1 − j/K) for τ-steps j < K (:func:`terminal_scale`); a run cannot converge
+before it ends. With the Gauss–Newton model the cart-pole swing-up's optimum is an unstable
+fixed point; with both it converges (docs/findings.md).
+
 Ledger. V = ½ Σ Δt (‖a‖² + ‖b‖²) with a = Θx, b = Θ^{-T}λ as in the consistent form. The change
 splits exactly into the consistent form's terms of the *reference* step (the same scheme
 polynomial applied to the consistent map C: x_k ← f_{k−1}(x_{k−1}), λ_k ← ∇_x R_k + A_kᵀλ_{k+1}
@@ -90,7 +100,8 @@ class MatchedPort(Port):
         central differences of the exact Jacobians) and, while the max-abs residual is ≥
         ``newton_below`` (or the ramp runs), projects each node's block [[Q_xx, Q_uxᵀ],
         [Q_ux, Q_uu]] onto the positive semidefinite cone; below it the model is exact (module
-        docstring, "Newton node model"). The fixed points are the same for both.
+        docstring, "Newton node model and terminal ramp"). The fixed points are the same for
+        both.
     newton_below : float > 0
         Max-abs residual (the units of ``tol``) below which the Newton model is used exactly;
         it convexifies again if the residual climbs above :data:`NEWTON_REVERT` × this.
