@@ -5,10 +5,11 @@ swing-up (study)").
 Every run: solve(..., tol=1e-10) from zero fields, consistent form, upwind, ν = 1, compiled;
 the reference is L-BFGS(-B) to max|∇J| ≤ 1e-11 from the same θ0. Printed per case: status and
 τ-steps of the Gauss–Newton port, of the Newton port without a ramp, and of the problem's
-settings (the cart-pole's: Newton, ramp 10N τ-steps from 1 %, newton_below 1e-2), each with
-its objective gap |J − J_L-BFGS| / |J_L-BFGS|.
+settings (the cart-pole's: Newton, ramp 10N τ-steps from 1 %, newton_below 1e-2) with the
+upwind scheme at ν = 1 and with the characteristic scheme at ν = 1.5, each with its objective
+gap |J − J_L-BFGS| / |J_L-BFGS|.
 
-    python docs/scripts/matched_newton_study.py            # all cases (about 2 minutes)
+    python docs/scripts/matched_newton_study.py            # all cases (about 4 minutes)
     python docs/scripts/matched_newton_study.py --quick    # the default cart-pole only
 """
 import argparse
@@ -44,24 +45,30 @@ def main(argv=None):
     ap.add_argument("--max-steps", type=int, default=20_000)
     args = ap.parse_args(argv)
     print(f"{'case':48s} {'J (L-BFGS)':>14s} | gauss-newton | newton, no ramp | "
-          "problem's settings")
-    solved = total = 0
+          "problem's settings | problem's settings, characteristic nu=1.5")
+    solved = {"settings": 0, "characteristic": 0}
+    total = 0
     for name, make in cases(args.quick):
         p = make()
         ref = solve_lbfgs(p, tol=1e-11).objective
         cells = []
-        ports = [("gn", MatchedPort()), ("newton", MatchedPort(hessian="newton")),
-                 ("settings", MatchedPort(**p.matched_settings))]
-        for label, port in ports:
-            r = solve(p, port=port, tol=1e-10, max_steps=args.max_steps)
+        runs = [("gn", MatchedPort(), "upwind", 1.0),
+                ("newton", MatchedPort(hessian="newton"), "upwind", 1.0),
+                ("settings", MatchedPort(**p.matched_settings), "upwind", 1.0),
+                ("characteristic", MatchedPort(**p.matched_settings), "characteristic", 1.5)]
+        total += 1
+        for label, port, scheme, nu in runs:
+            r = solve(p, port=port, scheme=scheme, courant=nu, tol=1e-10,
+                      max_steps=args.max_steps)
             gap = abs(r.objective - ref) / abs(ref)
             at = r.steps if r.diverged_at is None else r.diverged_at
             cells.append(f"{r.status.value} {at} ({gap:.0e}, {r.wall_time:.2f} s)")
-            if label == "settings":
-                total += 1
-                solved += r.success and gap <= 1e-8
+            if label in solved:
+                solved[label] += r.success and gap <= 1e-8
         print(f"{name:48s} {ref:14.10g} | " + " | ".join(cells), flush=True)
-    print(f"problem's settings: {solved} of {total} cases converged with gap <= 1e-8")
+    print(f"problem's settings: {solved['settings']} of {total} cases converged with gap <= "
+          f"1e-8 (upwind, nu = 1); {solved['characteristic']} of {total} (characteristic, "
+          "nu = 1.5)")
 
 
 if __name__ == "__main__":
