@@ -290,9 +290,32 @@ def _mk_curvature_fd(k, x, u, w, D, Z):
 
 
 @jit
-def _mk_psd(Z):
-    """Z (d, d) symmetric with its negative eigenvalues set to zero, in place."""
+def _mk_positive_definite(Z):
+    """Whether symmetric Z (d, d) is positive definite: Cholesky's pivots all > 0."""
     d = Z.shape[0]
+    L = np.empty((d, d))
+    for j in range(d):
+        t = Z[j, j]
+        for l in range(j):
+            t -= L[j, l] * L[j, l]
+        if not t > 0.0:
+            return False
+        L[j, j] = math.sqrt(t)
+        for i in range(j + 1, d):
+            t = Z[i, j]
+            for l in range(j):
+                t -= L[i, l] * L[j, l]
+            L[i, j] = t / L[j, j]
+    return True
+
+
+@jit
+def _mk_psd(Z):
+    """Z (d, d) symmetric with its negative eigenvalues set to zero, in place (left as it is
+    when Cholesky finds it positive definite: the projection is then the identity)."""
+    d = Z.shape[0]
+    if _mk_positive_definite(Z):
+        return
     w, U = np.linalg.eigh(0.5 * (Z + Z.T))
     for i in range(d):
         for j in range(d):
