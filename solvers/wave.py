@@ -346,15 +346,10 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
             max_steps=max_steps)
     compile_time = 0.0
     if use_numba and port.name == "matched":
-        module = kernel_module(node[0])
+        module, lead, tail = _node_run_data(problem, cfg, met, node)
         family = ("matched", module.__name__)
-        scode = SCHEME_CODES[cfg.scheme]
-        explicit = cfg.termination == "explicit"
-        x_in = np.ascontiguousarray(problem.x_in[0], dtype=float)
-        th_c, ti_c = np.ascontiguousarray(met.theta), np.ascontiguousarray(met.theta_inv)
-        head = (scode, explicit, float(cfg.courant), port.floor, port.newton,
-                port.newton_below, port.ramp_steps, port.ramp_from,
-                problem.bounds is not None, *bound_arrays(problem), node[1], x_in, th_c, ti_c)
+        head = (*lead, port.floor, port.newton, port.newton_below, port.ramp_steps,
+                port.ramp_from, *tail)
 
         def run_chunk(start, n):
             return module.matched_run(*head, u[0], v[0], theta, port.kernel_state(),
@@ -367,14 +362,9 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
                                tol, record_every, hist[:0].copy(), 0, bound, problem.dt)
     elif use_numba and family not in ("affine", "network"):
         # the resistive port over node functions (wavecontrol.nodekernels_gd)
-        module = kernel_module(node[0])
+        module, lead, tail = _node_run_data(problem, cfg, met, node)
         family = ("gd", module.__name__)
-        scode = SCHEME_CODES[cfg.scheme]
-        explicit = cfg.termination == "explicit"
-        x_in = np.ascontiguousarray(problem.x_in[0], dtype=float)
-        th_c, ti_c = np.ascontiguousarray(met.theta), np.ascontiguousarray(met.theta_inv)
-        gd_args = (scode, explicit, float(cfg.courant), float(port.eta),
-                   problem.bounds is not None, *bound_arrays(problem), node[1], x_in, th_c, ti_c)
+        gd_args = (*lead, float(port.eta), *tail)
 
         def run_chunk(start, n):
             return module.gd_run(*gd_args, u[0], v[0], theta, start, n, tol, record_every,
@@ -526,18 +516,33 @@ def final_result(problem, met, config, status, message, diverged_at, step, u, v,
                       V_final=float(V_final))
 
 
+def _node_run_data(problem, cfg, met, node):
+    """What the compiled loops over node functions (``matched_run``, ``gd_run``) take around
+    their port's parameters: (generated module, (scheme code, explicit termination, ν),
+    (bounded, lo, hi, node data, x_in, Θ, Θ⁻¹))."""
+    module = kernel_module(node[0])
+    lead = (SCHEME_CODES[cfg.scheme], cfg.termination == "explicit", float(cfg.courant))
+    tail = (problem.bounds is not None, *bound_arrays(problem), node[1],
+            np.ascontiguousarray(problem.x_in[0], dtype=float),
+            np.ascontiguousarray(met.theta), np.ascontiguousarray(met.theta_inv))
+    return module, lead, tail
+
+
 def _numpy_run(problem, met, cfg, port, u, v, theta, start, nsteps, tol, record_every, hist,
                rows, bound):
     """NumPy twin of :func:`wavecontrol.kernels.affine_run` (same contract, any problem)."""
     step_fn = paper_step_numpy if cfg.formulation == "paper" else consistent_step_numpy
-    if port.name == "matched":
-        def step_fn(*args):
-            return matched_step_numpy(*args, step=start + it)
+    matched = port.name == "matched"
+    if matched:
+        step_fn = matched_step_numpy
     maxerr = 0.0
     res = (math.nan, math.nan, math.nan)
     for it in range(nsteps):
+        # the matched port's terminal ramp runs on the τ-step's index
+        kw = {"step": start + it} if matched else {}
         with np.errstate(all="ignore"):
-            u1, v1, th1, led, (r_x, r_l, r_t) = step_fn(problem, met, cfg, u, v, theta, port)
+            u1, v1, th1, led, (r_x, r_l, r_t) = step_fn(problem, met, cfg, u, v, theta, port,
+                                                        **kw)
         if not (led["V"] <= bound):
             port.undo()
             return it, kernels.DIVERGED, rows, maxerr, *res
