@@ -37,6 +37,8 @@ SNAPSHOT_FIELDS = "w+, w-"
 STATE_FIELDS = {"consistent": "x, lambda", "paper": "w+, w-"}
 #: status of a file whose run has not ended (being written, or its writer was killed)
 RUNNING = "running"
+#: how long :func:`open_run` keeps retrying a read that failed while the file was being written
+SETTLE_SECONDS = 2.0
 
 _JSON_ATTR_LIMIT = 48_000      # bytes; larger JSON goes into a dataset (object headers are 64 kB)
 _CHUNK_ROWS = 1024
@@ -488,11 +490,41 @@ def _frozen(a):
 def open_run(path) -> StoredRun:
     """Read the run file at ``path``.
 
+    A run may be read while its writer is still running. A read that meets a commit half
+    written (HDF5 metadata mid-flush, or a state slot rewritten under the reader) fails; it is
+    tried again 0.05 s later, and again while the file keeps changing, for up to
+    :data:`SETTLE_SECONDS`. A file that fails twice without changing in between is damaged.
+
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` (naming the file and what
     is wrong) for a directory, a file that is not HDF5, a truncated or damaged one, an HDF5
     file that is not a wavecontrol run, or one written with a newer schema.
     """
     path = Path(path)
+    deadline = time.monotonic() + SETTLE_SECONDS
+    stamp, retried = _stamp(path), False
+    while True:
+        try:
+            return _open_once(path)
+        except ValueError:
+            # one retry always (a write within the clock tick of the stamp leaves it as it
+            # was); after that, only while the file keeps changing
+            time.sleep(0.05)
+            now = _stamp(path)
+            if (retried and now == stamp) or time.monotonic() > deadline:
+                raise
+            stamp, retried = now, True
+
+
+def _stamp(path):
+    """What changes when a writer writes ``path``: modification time and size."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def _open_once(path) -> StoredRun:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such run file")
     if path.is_dir():
