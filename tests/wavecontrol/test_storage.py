@@ -450,8 +450,8 @@ def test_open_run_retries_only_a_file_that_changes(tmp_path, good_file, monkeypa
     t0 = time.monotonic()
     with pytest.raises(ValueError, match="mid-write"):
         open_run(good_file)
-    # 0.05 s between tries: ~10 tries in 0.5 s (a loaded machine makes fewer)
-    assert 0.5 <= time.monotonic() - t0 < 5 and 4 <= len(calls) <= 12
+    # 0.05 s between tries: at most 11 in 0.5 s, fewer where a read is slow
+    assert 0.5 <= time.monotonic() - t0 < 5 and 3 <= len(calls) <= 12
 
 
 # ------------------------------------------------------------------------------------------
