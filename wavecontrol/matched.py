@@ -147,6 +147,18 @@ class MatchedPort(Port):
     def may_converge(self, step: int) -> bool:
         return self.terminal_scale(step) == 1.0
 
+    def divergence_hint(self) -> str:
+        own = getattr(self.problem, "matched_settings", None) or {}
+        if own and MatchedPort(**own).config() != self.config():
+            return (f"this problem names its own matched-port settings {own} "
+                    "(port='matched' takes them)")
+        if not self.newton:
+            return ("the Gauss-Newton node model leaves out the dynamics' curvature: on the "
+                    "cart-pole swing-up, where it diverges, hessian='newton' with a terminal "
+                    "ramp (ramp_steps=10*N, ramp_from=1e-2) converges (docs/findings.md)")
+        return ("where the Newton model diverged at Courant number 1, scheme='characteristic' "
+                "with courant=1.5 converged (docs/findings.md, the Newton study)")
+
     def _bind(self, problem):
         check_matched_problem(problem)
 

@@ -327,6 +327,11 @@ class Port:
         continuation, such as the matched port's terminal ramp, still changes the problem)."""
         return True
 
+    def divergence_hint(self) -> str:
+        """What to try when a run with this port diverges, for the driver's message ("" where
+        nothing measured says more than the message does)."""
+        return ""
+
     def undo(self) -> None:
         """Take back the state change of the last :meth:`update` (the driver calls this when it
         discards a computed step: convergence or divergence found on the step's start)."""

@@ -195,6 +195,31 @@ def test_cartpole_swing_up_reaches_the_lbfgs_optimum():
     assert r.ledger_max_rel_error <= 1e-12
     gn = solve(p, port=MatchedPort(), tol=1e-10, max_steps=6000)
     assert gn.status is Status.DIVERGED
+    assert gn.message.endswith("Hint: this problem names its own matched-port settings "
+                               f"{p.matched_settings} (port='matched' takes them)")
+
+
+def test_divergence_hints():
+    """A diverged matched run says what to try: the Gauss–Newton model points to Newton with a
+    ramp (here on a cart-pole that names no settings of its own), the Newton model to the
+    characteristic scheme at ν = 1.5 (the N = 20 RK4 cart-pole, which diverges at ν = 1 and
+    converges that way: docs/findings.md); a port with nothing measured to add gives none."""
+    from wavecontrol.ports import ResistivePort
+    p = cartpole()
+    p.matched_settings = {}
+    gn = solve(p, port=MatchedPort(), tol=1e-10, max_steps=6000)
+    assert gn.status is Status.DIVERGED
+    assert gn.message.endswith("hessian='newton' with a terminal ramp (ramp_steps=10*N, "
+                               "ramp_from=1e-2) converges (docs/findings.md)"), gn.message
+    short = cartpole(N=20)
+    nt = solve(short, tol=1e-10, max_steps=6000)
+    assert nt.status is Status.DIVERGED and nt.config["port"]["hessian"] == "newton"
+    assert nt.message.endswith("scheme='characteristic' with courant=1.5 converged "
+                               "(docs/findings.md, the Newton study)"), nt.message
+    assert solve(short, tol=1e-10, max_steps=6000, scheme="characteristic",
+                 courant=1.5).status is Status.CONVERGED
+    rs = solve(p, port=ResistivePort(1e3), max_steps=200, backend="numpy")
+    assert rs.status is Status.DIVERGED and "Hint" not in rs.message
 
 
 def test_newton_state_resumes_bit_identically(tmp_path):
