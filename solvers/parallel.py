@@ -672,8 +672,6 @@ def solve_parallel(problem, comm=None, *, check_every: int | None = None, stalen
                                f" the fields returned are those of τ-step {step} (found at a "
                                f"check, every {check_every} τ-steps on {comm.size} ranks, and "
                                "replayed serially from the check before)")
-                    if port.divergence_hint():
-                        message += f". Hint: {port.divergence_hint()}"
                     break
                 if done:
                     res = r

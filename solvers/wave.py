@@ -446,8 +446,8 @@ def solve(problem, *, formulation: str = "consistent", scheme: str = "upwind",
                 message = (f"diverged at τ-step {diverged_at}: the wave energy V would exceed "
                            f"{divergence_bound:g} x max(V_initial, 1) (or ½|θ|² would);"
                            f" the fields returned are those of τ-step {step}")
-                if port.divergence_hint():
-                    message += f". Hint: {port.divergence_hint()}"
+                if hint := port.divergence_hint():
+                    message += f". Hint: {hint}"
                 break
             if step >= max_steps:
                 message = (f"max_steps = {max_steps} reached; residuals (x {res[0]:.3g}, lambda "

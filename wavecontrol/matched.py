@@ -149,7 +149,11 @@ class MatchedPort(Port):
 
     def divergence_hint(self) -> str:
         own = getattr(self.problem, "matched_settings", None) or {}
-        if own and MatchedPort(**own).config() != self.config():
+        try:
+            same = MatchedPort(**own).config() == self.config()
+        except (TypeError, ValueError):   # settings this port cannot take: still name them
+            same = False
+        if own and not same:
             return (f"this problem names its own matched-port settings {own} "
                     "(port='matched' takes them)")
         if not self.newton:

@@ -203,7 +203,8 @@ def test_divergence_hints():
     """A diverged matched run says what to try: the Gauss–Newton model points to Newton with a
     ramp (here on a cart-pole that names no settings of its own), the Newton model to the
     characteristic scheme at ν = 1.5 (the N = 20 RK4 cart-pole, which diverges at ν = 1 and
-    converges that way: docs/findings.md); a port with nothing measured to add gives none."""
+    converges that way: docs/findings.md); settings of the problem's own that no port takes
+    are named, not raised on mid-run; a port with nothing measured to add gives none."""
     from wavecontrol.ports import ResistivePort
     p = cartpole()
     p.matched_settings = {}
@@ -218,6 +219,10 @@ def test_divergence_hints():
                                "(docs/findings.md, the Newton study)"), nt.message
     assert solve(short, tol=1e-10, max_steps=6000, scheme="characteristic",
                  courant=1.5).status is Status.CONVERGED
+    p.matched_settings = {"hessian": "newton", "bogus": 1}   # settings no port can take
+    odd = solve(p, port=MatchedPort(), tol=1e-10, max_steps=6000)
+    assert odd.message.endswith("names its own matched-port settings {'hessian': 'newton', "
+                                "'bogus': 1} (port='matched' takes them)"), odd.message
     rs = solve(p, port=ResistivePort(1e3), max_steps=200, backend="numpy")
     assert rs.status is Status.DIVERGED and "Hint" not in rs.message
 
