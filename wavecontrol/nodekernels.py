@@ -215,9 +215,7 @@ def _mk_rk_curvature(k, x, u, w, D, Z, C, Ac, Bw, S, M):
     Kbar = np.zeros((S, n))
     ybar = np.zeros((S + 1, n))
     H = np.empty((d, d))
-    Gh = np.zeros((d, d))
-    for a in range(m):
-        Gh[n + a, n + a] = 1.0
+    HG = np.empty((d, d))
     for j in range(M - 1, -1, -1):
         for i in range(S - 1, -1, -1):
             e = j * S + i
@@ -230,18 +228,22 @@ def _mk_rk_curvature(k, x, u, w, D, Z, C, Ac, Bw, S, M):
                     t += FY[e, l, r] * Kbar[i, l]
                 ybar[i, r] = t
             rhs_hw(Y[e], u, TE[e], Kbar[i], D, H)
-            for r in range(n):
+            # Z += Ĝᵀ (H Ĝ) with Ĝ = [[G_e], [0, I_m]]: the rows of the identity written out
+            for r in range(d):
                 for q in range(d):
-                    Gh[r, q] = G[e, r, q]
+                    c = 0.0
+                    for l in range(n):
+                        c += H[r, l] * G[e, l, q]
+                    if q >= n:
+                        c += H[r, q]
+                    HG[r, q] = c
             for p in range(d):
                 for q in range(d):
                     t = 0.0
-                    for r in range(d):
-                        if Gh[r, p] != 0.0:
-                            c = 0.0
-                            for l in range(d):
-                                c += H[r, l] * Gh[l, q]
-                            t += Gh[r, p] * c
+                    for r in range(n):
+                        t += G[e, r, p] * HG[r, q]
+                    if p >= n:
+                        t += HG[p, q]
                     Z[p, q] += t
         for i in range(S):
             for r in range(n):
