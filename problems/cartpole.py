@@ -68,7 +68,7 @@ def cartpole(T: float = 2.0, N: int = 40, d: float = 1.0, m1: float = 1.0, m2: f
 
 def matched_settings(N: int) -> dict:
     """The matched port's settings for the swing-up (docs/theory.md §11.7): the Newton node
-    model, and the terminal penalty ramped in over 10 light cones (10 N τ-steps) from 1 % of
+    model, and the terminal penalty ramped in over 10 N τ-steps (5 light cones of 2N/ν at ν = 1) from 1 % of
     its weight. The Gauss–Newton model diverges here (the optimum is an unstable fixed point of
     its map, docs/findings.md)."""
     return {"hessian": "newton", "ramp_steps": 10 * int(N), "ramp_from": 1e-2,

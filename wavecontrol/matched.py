@@ -161,7 +161,9 @@ class MatchedPort(Port):
                     "cart-pole swing-up, where it diverges, hessian='newton' with a terminal "
                     "ramp (ramp_steps=10*N, ramp_from=1e-2) converges (docs/findings.md)")
         return ("where the Newton model diverged at Courant number 1, scheme='characteristic' "
-                "with courant=1.5 converged (docs/findings.md, the Newton study)")
+                "with courant=1.5 (the cart-pole) or courant=0.5 with ramp_steps=100*N from "
+                "ramp_from=1e-4 (the acrobot) converged (docs/findings.md); "
+                "compare --methods ipopt gives a locked reference")
 
     def _bind(self, problem):
         check_matched_problem(problem)
