@@ -155,6 +155,23 @@ def layer_curvature(k, x, u, w, D, Z):
 
 
 @jit
+def _mk_times_g(A, B, off, G, e, out):
+    """out = [A, B'] Ĝ_e with Ĝ_e = [[G[e]], [0, I_m]] (G (E, n, n + m)): out[r, q] =
+    Σ_{l<n} A[r, l] G[e, l, q], plus B[r, off + q − n] for the control columns q ≥ n (the
+    identity rows of Ĝ written out)."""
+    n = G.shape[1]
+    d = G.shape[2]
+    for r in range(out.shape[0]):
+        for q in range(d):
+            t = 0.0
+            for l in range(n):
+                t += A[r, l] * G[e, l, q]
+            if q >= n:
+                t += B[r, off + q - n]
+            out[r, q] = t
+
+
+@jit
 def _mk_rk_curvature(k, x, u, w, D, Z, C, Ac, Bw, S, M):
     """Z += ∇²_{(x,u)} (w · f_k) of the explicit Runge–Kutta layer map with S stages (times C,
     coupling Ac to the previous stage, weights Bw; tuples padded with one 0.0) and M substeps
@@ -194,14 +211,8 @@ def _mk_rk_curvature(k, x, u, w, D, Z, C, Ac, Bw, S, M):
             TE[e] = k * dt + j * h + C[i] * h
             rhs(Y[e], u, TE[e], D, f, fx, fu)
             FY[e] = fx
+            _mk_times_g(fx, fu, 0, G, e, KZ)
             for r in range(n):
-                for q in range(d):
-                    t = 0.0
-                    for l in range(n):
-                        t += fx[r, l] * G[e, l, q]
-                    if q >= n:
-                        t += fu[r, q - n]
-                    KZ[r, q] = t
                 K[r] = f[r]
             hb = h * Bw[i]
             if hb != 0.0:
@@ -229,14 +240,7 @@ def _mk_rk_curvature(k, x, u, w, D, Z, C, Ac, Bw, S, M):
                 ybar[i, r] = t
             rhs_hw(Y[e], u, TE[e], Kbar[i], D, H)
             # Z += Ĝᵀ (H Ĝ) with Ĝ = [[G_e], [0, I_m]]: the rows of the identity written out
-            for r in range(d):
-                for q in range(d):
-                    c = 0.0
-                    for l in range(n):
-                        c += H[r, l] * G[e, l, q]
-                    if q >= n:
-                        c += H[r, q]
-                    HG[r, q] = c
+            _mk_times_g(H, H, n, G, e, HG)
             for p in range(d):
                 for q in range(d):
                     t = 0.0
